@@ -1,0 +1,70 @@
+"""The table of deformable-convolution backends and how a name is resolved.
+
+A backend is a function ``fn(input, offset, weight, bias, mask, geo) -> Tensor``
+that receives arguments already validated by :mod:`mmdcn_plugin.ops.checks`.
+"""
+import os
+from typing import Callable, Dict, List, NamedTuple
+
+import torch
+
+from .fast_impl import deform_conv2d_fast
+from . import mmcv_impl
+from .mmcv_impl import deform_conv2d_mmcv, mmcv_ops_available
+from .torch_impl import deform_conv2d_torch
+
+ENV_VAR = 'MMDCN_BACKEND'
+
+
+class Backend(NamedTuple):
+    fn: Callable
+    available: Callable[[], bool]
+    description: str
+
+
+BACKENDS: Dict[str, Backend] = {
+    'fast': Backend(deform_conv2d_fast, lambda: True,
+                    'vectorised PyTorch with a hand-written backward: the CPU default'),
+    'torch': Backend(deform_conv2d_torch, lambda: True,
+                     'pure PyTorch: any device, no compiled code, traceable'),
+    'mmcv': Backend(deform_conv2d_mmcv, mmcv_ops_available,
+                    "mmcv's compiled kernels (CPU, and CUDA on GPU)"),
+}
+
+# What 'auto' picks on the CPU, best first, among the available backends.  On CUDA
+# tensors it takes mmcv's CUDA kernels when mmcv was compiled with CUDA, else 'fast'.
+AUTO_CPU = ('fast', 'torch', 'mmcv')
+
+
+def available_backends() -> List[str]:
+    """Names usable on this machine, ``'auto'`` first."""
+    return ['auto'] + [name for name, b in BACKENDS.items() if b.available()]
+
+
+def resolve_backend(name, device: torch.device) -> str:
+    """Turn a requested backend (None, 'auto' or a name) into a concrete backend name.
+
+    ``None`` reads the environment variable ``MMDCN_BACKEND`` and falls back to
+    ``'auto'``.  Raises ``ValueError`` for unknown names and ``RuntimeError`` for a
+    known backend that cannot run here.
+    """
+    source = 'backend'
+    if name is None:
+        name = os.environ.get(ENV_VAR) or 'auto'
+        source = f'{ENV_VAR} (environment)'
+    if not isinstance(name, str):
+        raise TypeError(f'backend must be a string or None, got {type(name).__name__}')
+    if name == 'auto':
+        if device.type == 'cuda':
+            return 'mmcv' if mmcv_impl.mmcv_cuda_available() else 'fast'
+        for candidate in AUTO_CPU:
+            if BACKENDS[candidate].available():
+                return candidate
+        return 'torch'
+    if name not in BACKENDS:
+        raise ValueError(f'unknown deformable-convolution {source} {name!r}; expected one of '
+                         f"{['auto'] + sorted(BACKENDS)}")
+    if not BACKENDS[name].available():
+        raise RuntimeError(f'backend {name!r} is not available on this machine '
+                           f'(available: {available_backends()})')
+    return name

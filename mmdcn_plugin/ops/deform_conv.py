@@ -1,0 +1,121 @@
+"""The functional deformable convolution, DCNv1 and DCNv2.
+
+References:
+    Dai et al., "Deformable Convolutional Networks", ICCV 2017 (DCNv1).
+    Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results", CVPR 2019
+    (DCNv2, the modulation ``mask``).
+"""
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .backends import BACKENDS, resolve_backend
+from .checks import check_deform_conv2d_args, check_dtypes
+
+IntPair = Union[int, Tuple[int, int]]
+
+_warned_nondeterministic = False
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device argument
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return device_type == 'cuda' and torch.is_autocast_enabled()
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except (AttributeError, TypeError):
+        if device_type == 'cpu':
+            return torch.get_autocast_cpu_dtype()
+        return torch.get_autocast_gpu_dtype()
+
+
+def deform_conv2d(input: Tensor,
+                  offset: Tensor,
+                  weight: Tensor,
+                  bias: Optional[Tensor] = None,
+                  stride: IntPair = 1,
+                  padding: IntPair = 0,
+                  dilation: IntPair = 1,
+                  mask: Optional[Tensor] = None,
+                  *,
+                  backend: Optional[str] = None) -> Tensor:
+    r"""Deformable convolution: DCNv1 without ``mask``, DCNv2 (modulated) with it.
+
+    Same signature and semantics as :func:`torchvision.ops.deform_conv2d`, and the
+    same numbers as mmcv's kernels, plus a ``backend`` choice.  Kernel point
+    :math:`k` of output position :math:`p` reads the input at
+    :math:`p_0 + p_k + \Delta p_k` (bilinear, zeros outside the image), multiplied
+    by :math:`m_k` when a mask is given.
+
+    Offset layout (as in mmcv and torchvision), for deform group ``g`` and kernel
+    point ``k = i * kw + j`` (row-major)::
+
+        offset[:, 2 * (g * kh * kw + k)]     = dy
+        offset[:, 2 * (g * kh * kw + k) + 1] = dx
+        mask[:, g * kh * kw + k]             = m
+
+    Input channel ``c`` belongs to deform group ``c // (C_in / G)``.
+
+    Args:
+        input (Tensor[N, C_in, H, W]): input feature map.
+        offset (Tensor[N, 2 * G * kh * kw, H_out, W_out]): sampling offsets in pixels;
+            ``G`` (deform groups) is inferred from the channel count.
+        weight (Tensor[C_out, C_in / groups, kh, kw]): kernel; ``groups`` is inferred.
+        bias (Tensor[C_out] or None): added to every output position.
+        stride, padding, dilation (int or (int, int)): as for ``torch.nn.Conv2d``.
+        mask (Tensor[N, G * kh * kw, H_out, W_out] or None): modulation scalars
+            (already activated, e.g. by a sigmoid) for DCNv2.
+        backend (str or None): ``None`` reads the environment variable
+            ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes mmcv's
+            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise;
+            ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is pure PyTorch
+            (any device, traceable).  See :func:`available_backends`.
+
+    Returns:
+        Tensor[N, C_out, H_out, W_out]
+
+    Under ``torch.autocast`` the op computes in float32 (float16 with mmcv's
+    kernels under CUDA float16 autocast) and returns that dtype.  mmcv's CUDA
+    backward accumulates with atomicAdd and is not bitwise deterministic; with
+    ``torch.use_deterministic_algorithms(True)`` a warning says so once.
+    """
+    geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
+    name = resolve_backend(backend, input.device)
+    if geo.batch == 0:
+        # The backends' kernels do not all take empty batches; the pure path does,
+        # and back-propagates zeros into the parameters.
+        name = 'torch'
+    device_type = input.device.type
+    if _autocast_enabled(device_type):
+        dtype = torch.float32
+        if (device_type == 'cuda' and name == 'mmcv'
+                and _autocast_dtype(device_type) == torch.float16):
+            dtype = torch.float16
+        cast = [t.to(dtype) if t is not None else None
+                for t in (input, offset, weight, bias, mask)]
+        with torch.autocast(device_type, enabled=False):
+            return BACKENDS[name].fn(cast[0], cast[1], cast[2], cast[3], cast[4], geo)
+    check_dtypes(input, offset, weight, bias, mask)
+    if (device_type == 'cuda' and name == 'mmcv' and torch.are_deterministic_algorithms_enabled()
+            and torch.is_grad_enabled()):
+        _warn_nondeterministic()
+    return BACKENDS[name].fn(input, offset, weight, bias, mask, geo)
+
+
+def _warn_nondeterministic() -> None:
+    global _warned_nondeterministic
+    if not _warned_nondeterministic:
+        _warned_nondeterministic = True
+        warnings.warn(
+            "deterministic algorithms are enabled, but mmcv's CUDA deformable-convolution "
+            'backward accumulates gradients with atomicAdd and is not bitwise '
+            "reproducible; use backend='torch' for a reproducible (slower) path",
+            UserWarning, stacklevel=3)

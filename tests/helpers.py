@@ -1,0 +1,50 @@
+"""Shared test helpers: random deformable-convolution problems of any geometry."""
+import torch
+
+from mmdcn_plugin.ops.checks import conv_out_size, to_pair
+
+
+def make_problem(n=2, c_in=4, h=6, w=7, c_out=6, kernel=(3, 2), stride=(2, 1), padding=(1, 0),
+                 dilation=1, groups=2, deform_groups=2, modulated=True, bias=True,
+                 dtype=torch.float64, offset_scale=2.0, seed=0):
+    """Tensors for one call; offsets are large enough to cross every border.
+
+    Returns a dict usable as ``deform_conv2d(**problem)``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    kh, kw = to_pair(kernel, 'kernel', 1)
+    s, p, d = to_pair(stride, 's', 1), to_pair(padding, 'p', 0), to_pair(dilation, 'd', 1)
+    h_out = conv_out_size(h, kh, s[0], p[0], d[0])
+    w_out = conv_out_size(w, kw, s[1], p[1], d[1])
+    k = kh * kw
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=dtype) * scale).requires_grad_()
+
+    problem = dict(
+        input=rand(n, c_in, h, w),
+        offset=rand(n, 2 * deform_groups * k, h_out, w_out, scale=offset_scale),
+        weight=rand(c_out, c_in // groups, kh, kw),
+        bias=rand(c_out) if bias else None,
+        stride=stride, padding=padding, dilation=dilation,
+        mask=(torch.rand(n, deform_groups * k, h_out, w_out, generator=gen, dtype=dtype)
+              .requires_grad_() if modulated else None),
+    )
+    return problem
+
+
+def tensors_of(problem):
+    """The differentiable tensors of a problem, in a fixed order."""
+    names = [k for k in ('input', 'offset', 'weight', 'bias', 'mask')
+             if problem.get(k) is not None]
+    return names, [problem[k] for k in names]
+
+
+def output_and_grads(fn, problem, seed=1):
+    """Run ``fn(**problem)``, back-propagate a fixed random gradient, return all."""
+    names, tensors = tensors_of(problem)
+    out = fn(**problem)
+    gen = torch.Generator().manual_seed(seed)
+    grad_out = torch.randn(out.shape, generator=gen, dtype=out.dtype)
+    grads = torch.autograd.grad(out, tensors, grad_out, allow_unused=True)
+    return out, dict(zip(names, grads))
