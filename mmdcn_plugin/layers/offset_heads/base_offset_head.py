@@ -1,0 +1,68 @@
+"""What every offset head shares: the geometry it is given and the output contract."""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ...ops.checks import to_pair
+
+# Arguments the deformable layer passes to its head; a user's head config must not set them.
+GEOMETRY_ARGS = ('in_channels', 'kernel_size', 'stride', 'padding', 'dilation',
+                 'deform_groups', 'modulated')
+
+
+class BaseOffsetHead(nn.Module):
+    """Base class of offset heads.
+
+    A head maps the deformable layer's input to ``(offset, mask)`` on the output grid
+    of the layer's main convolution: ``offset`` is ``Tensor[N, 2*G*kh*kw, H_out,
+    W_out]`` in pixels and ``mask`` is ``Tensor[N, G*kh*kw, H_out, W_out]``, already
+    passed through a sigmoid, or ``None`` when ``modulated=False`` (DCNv1).
+
+    Subclasses build their layers, return the layer that produces the raw output in
+    :meth:`last_layer` and call :meth:`init_weights`; zero-initialising that layer
+    makes a fresh deformable layer sample the regular grid.
+    """
+
+    def __init__(self, in_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 deform_groups: int = 1, modulated: bool = True):
+        super().__init__()
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        if not isinstance(deform_groups, int) or deform_groups < 1:
+            raise ValueError(f'deform_groups must be a positive int, got {deform_groups!r}')
+        self.in_channels = in_channels
+        self.kernel_size = to_pair(kernel_size, 'kernel_size', 1)
+        self.stride = to_pair(stride, 'stride', 1)
+        self.padding = to_pair(padding, 'padding', 0)
+        self.dilation = to_pair(dilation, 'dilation', 1)
+        self.deform_groups = deform_groups
+        self.modulated = bool(modulated)
+        self.num_points = deform_groups * self.kernel_size[0] * self.kernel_size[1]
+        self.out_channels = (3 if self.modulated else 2) * self.num_points
+
+    def last_layer(self) -> nn.Module:
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Zero the last layer, so offsets start at 0 and masks at sigmoid(0) = 0.5.
+
+        Called again by the layer's ``init_weights`` after a backbone's
+        initialiser (e.g. Kaiming on every ``Conv2d``) has run over the head.
+        """
+        last = self.last_layer()
+        nn.init.zeros_(last.weight)
+        if getattr(last, 'bias', None) is not None:
+            nn.init.zeros_(last.bias)
+
+    def split(self, out: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """Split the raw output into offsets and an activated mask (mmcv's layout)."""
+        if not self.modulated:
+            return out, None
+        o1, o2, mask = torch.chunk(out, 3, dim=1)
+        return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, kernel_size={self.kernel_size}, '
+                f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
+                f'deform_groups={self.deform_groups}, modulated={self.modulated}')
