@@ -1,0 +1,14 @@
+"""mmdcn_plugin: deformable convolution (DCNv1, DCNv2, separable offset heads) for MMDetection 3.x.
+
+Importing the package registers its layers, offset heads and hooks into
+``mmdet.registry`` and makes checkpoints written by MMEngine's Runner loadable
+under torch >= 2.6 without disabling ``weights_only`` (see ``checkpoint.py``).
+mmcv's compiled extension is not loaded until a deformable layer runs on it.
+"""
+from .version import __version__
+from . import checkpoint  # noqa: F401  (allowlists what MMEngine checkpoints hold)
+from .ops import available_backends, deform_conv2d
+from .layers import ConvOffsetHead, DeformableConv2d, SeparableOffsetHead
+
+__all__ = ['__version__', 'deform_conv2d', 'available_backends', 'DeformableConv2d',
+           'ConvOffsetHead', 'SeparableOffsetHead']
