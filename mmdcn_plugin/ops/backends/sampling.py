@@ -40,8 +40,13 @@ def coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def sampling_coords(offset: Tensor, geo: DeformGeometry, dtype: torch.dtype):
-    """Absolute sampling coordinates ``(y, x)``, each ``Tensor[N, P, K, G]`` of ``dtype``."""
+def sampling_coords(offset: Tensor, geo: DeformGeometry, dtype: torch.dtype,
+                    layout: str = 'npkg'):
+    """Absolute sampling coordinates ``(y, x)`` of ``dtype``.
+
+    ``layout='npkg'`` gives ``Tensor[N, P, K, G]`` (channels-last columns);
+    ``'ngkp'`` gives ``Tensor[N, G, K, P]`` (im2col order, deform group first).
+    """
     n = geo.batch
     kh, kw = geo.kernel
     h_out, w_out = geo.out_size
@@ -54,10 +59,15 @@ def sampling_coords(offset: Tensor, geo: DeformGeometry, dtype: torch.dtype):
     kx = torch.arange(kw, device=device, dtype=dtype) * geo.dilation[1]
     base_y = (oy[:, None, None, None] + ky[None, None, :, None]).expand(h_out, w_out, kh, kw)
     base_x = (ox[None, :, None, None] + kx[None, None, None, :]).expand(h_out, w_out, kh, kw)
+    # Offset channels are laid out [G, K, (dy, dx)].
+    off = offset.to(dtype).reshape(n, g, k, 2, h_out * w_out)
+    if layout == 'ngkp':
+        base_y = base_y.reshape(h_out * w_out, k).t()
+        base_x = base_x.reshape(h_out * w_out, k).t()
+        return base_y + off[:, :, :, 0], base_x + off[:, :, :, 1]
     base_y = base_y.reshape(1, h_out * w_out, k, 1)
     base_x = base_x.reshape(1, h_out * w_out, k, 1)
-    # Offset channels are laid out [G, K, (dy, dx)].
-    off = offset.to(dtype).reshape(n, g, k, 2, h_out * w_out).permute(0, 4, 2, 1, 3)
+    off = off.permute(0, 4, 2, 1, 3)
     return base_y + off[..., 0], base_x + off[..., 1]
 
 
