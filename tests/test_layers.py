@@ -71,18 +71,36 @@ def test_max_offset_bounds_offsets_smoothly():
 
 
 @pytest.mark.parametrize('head', HEADS[:2], ids=['conv', 'separable'])
-def test_init_weights_rezeroes_after_a_backbone_sweep(head):
+def test_initialisers_leave_the_offset_head_at_zero(head):
+    """mmdet's heads run Normal(layer='Conv2d') and ResNet Kaiming(layer='Conv2d') over
+    every conv they own, the offset head's included; inside mmcv's ConvModule nobody
+    calls the layer's init_weights afterwards."""
+    from mmengine.model import initialize
     layer = DeformableConv2d(4, 4, 3, padding=1, offset_head=head)
-    for m in layer.modules():  # what mmdet's ResNet init_cfg (Kaiming on Conv2d) does
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight)
-            if m.bias is not None:
-                torch.nn.init.normal_(m.bias)
-    offset, _ = layer.offset_head(torch.randn(1, 4, 5, 5))
-    assert offset.abs().sum() > 0
-    layer.init_weights()
+    initialize(layer, [dict(type='Normal', layer='Conv2d', std=0.5, bias=0.3),
+                       dict(type='Kaiming', layer='Conv2d')])
     offset, mask = layer.offset_head(torch.randn(1, 4, 5, 5))
     assert offset.abs().sum() == 0 and torch.all(mask == 0.5)
+    # And init_weights restores zeros after anything else touched the last layer.
+    with torch.no_grad():
+        layer.offset_head.last_layer().weight.normal_()
+    assert layer.offset_head(torch.randn(1, 4, 5, 5))[0].abs().sum() > 0
+    layer.init_weights()
+    assert layer.offset_head(torch.randn(1, 4, 5, 5))[0].abs().sum() == 0
+
+
+def test_layer_works_inside_conv_module_with_head_init():
+    from mmcv.cnn import ConvModule
+    from mmengine.model import initialize
+    module = ConvModule(4, 8, 3, padding=1, conv_cfg=dict(type='DeformableConv2d'),
+                        norm_cfg=dict(type='GN', num_groups=4))
+    initialize(module, dict(type='Normal', layer='Conv2d', std=0.01))
+    assert isinstance(module.conv, DeformableConv2d)
+    x = torch.randn(2, 4, 6, 6)
+    # Offsets still zero: the DCNv2 conv equals 0.5 * the plain conv before the norm.
+    expected = 0.5 * F.conv2d(x, module.conv.weight, None, 1, 1)
+    assert torch.allclose(module.conv(x), expected, atol=1e-5)
+    assert module(x).shape == (2, 8, 6, 6)
 
 
 def test_resnet_init_keeps_offsets_zero():

@@ -81,6 +81,9 @@ class DeformableConv2d(nn.Module):
                              f"{['auto'] + sorted(BACKENDS)}")
         self.backend = backend
         self.modulated = bool(modulated)
+        # mmcv's ConvModule reads these from whatever conv it wraps (as mmcv's DCN has).
+        self.transposed = False
+        self.output_padding = (0, 0)
 
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, *self.kernel_size))

@@ -2,6 +2,7 @@
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops.checks import to_pair
@@ -9,6 +10,41 @@ from ...ops.checks import to_pair
 # Arguments the deformable layer passes to its head; a user's head config must not set them.
 GEOMETRY_ARGS = ('in_channels', 'kernel_size', 'stride', 'padding', 'dilation',
                  'deform_groups', 'modulated')
+
+
+class ZeroInitConv2d(nn.Module):
+    """A zero-initialised convolution that model initialisers leave alone.
+
+    Deliberately not an ``nn.Conv2d``: MMEngine's initialisers pick layers by class
+    name (``init_cfg=dict(type='Normal', layer='Conv2d')`` in every dense head,
+    Kaiming on ``Conv2d`` in ResNet) and would overwrite the zero initialisation
+    that makes a fresh deformable layer sample the regular grid.  Inside mmcv's
+    ``ConvModule`` nobody calls the layer's ``init_weights`` afterwards to repair it.
+
+    Shapes: x (Tensor[N, in_channels, H, W]) -> Tensor[N, out_channels, H_out, W_out]
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
+                 padding=0, dilation=1, groups: int = 1, bias: bool = True):
+        super().__init__()
+        self.kernel_size = to_pair(kernel_size, 'kernel_size', 1)
+        self.stride = to_pair(stride, 'stride', 1)
+        self.padding = to_pair(padding, 'padding', 0)
+        self.dilation = to_pair(dilation, 'dilation', 1)
+        self.groups = groups
+        self.weight = nn.Parameter(
+            torch.zeros(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+    def extra_repr(self) -> str:
+        return (f'{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, '
+                f'bias={self.bias is not None}')
 
 
 class BaseOffsetHead(nn.Module):
@@ -47,8 +83,8 @@ class BaseOffsetHead(nn.Module):
     def init_weights(self) -> None:
         """Zero the last layer, so offsets start at 0 and masks at sigmoid(0) = 0.5.
 
-        Called again by the layer's ``init_weights`` after a backbone's
-        initialiser (e.g. Kaiming on every ``Conv2d``) has run over the head.
+        The last layer is a :class:`ZeroInitConv2d`, which class-name-based
+        initialisers skip; the layer's ``init_weights`` calls this again anyway.
         """
         last = self.last_layer()
         nn.init.zeros_(last.weight)

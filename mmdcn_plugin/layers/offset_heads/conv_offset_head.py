@@ -1,9 +1,8 @@
 """The classic offset head of DCNv1/DCNv2: one convolution with the main conv's geometry."""
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 from mmdet.registry import MODELS
 
-from .base_offset_head import BaseOffsetHead
+from .base_offset_head import BaseOffsetHead, ZeroInitConv2d
 
 
 @MODELS.register_module()
@@ -29,12 +28,12 @@ class ConvOffsetHead(BaseOffsetHead):
                  deform_groups=1, modulated=True, bias=True):
         super().__init__(in_channels, kernel_size, stride, padding, dilation, deform_groups,
                          modulated)
-        self.conv = nn.Conv2d(in_channels, self.out_channels, self.kernel_size,
+        self.conv = ZeroInitConv2d(in_channels, self.out_channels, self.kernel_size,
                               stride=self.stride, padding=self.padding,
                               dilation=self.dilation, bias=bias)
         self.init_weights()
 
-    def last_layer(self) -> nn.Conv2d:
+    def last_layer(self) -> ZeroInitConv2d:
         return self.conv
 
     def forward(self, x: Tensor):

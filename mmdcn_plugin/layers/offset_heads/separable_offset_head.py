@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmdet.registry import MODELS
 
-from .base_offset_head import BaseOffsetHead
+from .base_offset_head import BaseOffsetHead, ZeroInitConv2d
 
 
 @MODELS.register_module()
@@ -94,10 +94,10 @@ class SeparableOffsetHead(BaseOffsetHead):
         else:
             self.norm = nn.Identity()
         self.act = build_activation_layer(act_cfg) if act_cfg is not None else nn.Identity()
-        self.project = nn.Conv2d(in_channels, self.out_channels, 1, bias=True)
+        self.project = ZeroInitConv2d(in_channels, self.out_channels, 1, bias=True)
         self.init_weights()
 
-    def last_layer(self) -> nn.Conv2d:
+    def last_layer(self) -> ZeroInitConv2d:
         return self.project
 
     def forward(self, x: Tensor):
