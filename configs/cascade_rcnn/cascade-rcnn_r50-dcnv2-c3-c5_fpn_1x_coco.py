@@ -1,0 +1,8 @@
+# mmdet's Cascade R-CNN R50-FPN 1x with DCNv2 (ConvOffsetHead) in c3-c5.
+# (mmdet ships the DCNv1 version, dcn/cascade-rcnn_r50-dconv-c3-c5; there is no mdconv one.)
+_base_ = 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmdcn_plugin'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        dcn=dict(type='DeformableConv2d', modulated=True, fallback_on_stride=False),
+        stage_with_dcn=(False, True, True, True)))

@@ -1,0 +1,8 @@
+# mmdet's Faster R-CNN R50-FPN 1x with DCNv2 (modulated, the default ConvOffsetHead) in
+# c3-c5: mmdet's dcnv2/faster-rcnn_r50-mdconv-c3-c5 with our layer.
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmdcn_plugin'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        dcn=dict(type='DeformableConv2d', modulated=True, fallback_on_stride=False),
+        stage_with_dcn=(False, True, True, True)))

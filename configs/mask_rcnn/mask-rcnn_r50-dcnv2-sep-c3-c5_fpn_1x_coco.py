@@ -1,0 +1,8 @@
+# As mask-rcnn_r50-dcnv2-c3-c5, with the SeparableOffsetHead.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmdcn_plugin'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        dcn=dict(type='DeformableConv2d', modulated=True, fallback_on_stride=False,
+                 offset_head=dict(type='SeparableOffsetHead')),
+        stage_with_dcn=(False, True, True, True)))
