@@ -35,19 +35,27 @@ def _history_buffer_cls():
     return HistoryBuffer
 
 
-def history_buffer_getattr(obj, name):
-    """``getattr`` restricted to ``HistoryBuffer``'s registered statistic methods.
+# HistoryBuffer registers these in its first __init__; a fresh process (tools/test.py)
+# loads a checkpoint before any buffer exists, so they are listed here too.
+DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
 
-    Stands in for ``builtins.getattr`` while ``torch.load`` unpickles with
-    ``weights_only=True``.  Raises ``pickle.UnpicklingError`` for anything else.
+
+def history_buffer_getattr(obj, name):
+    """``getattr`` restricted to ``HistoryBuffer``'s statistic methods.
+
+    Allowed: the default statistics and any registered with
+    ``HistoryBuffer.register_statistics``.  Stands in for ``builtins.getattr`` while
+    ``torch.load`` unpickles with ``weights_only=True``; raises
+    ``pickle.UnpicklingError`` for anything else.
     """
     cls = _history_buffer_cls()
-    if obj is cls and isinstance(name, str) and name in cls._statistics_methods:
+    allowed = set(DEFAULT_STATISTICS) | set(cls._statistics_methods)
+    if obj is cls and isinstance(name, str) and name in allowed:
         return getattr(cls, name)
     raise pickle.UnpicklingError(
         f'mmdcn_plugin refuses getattr({getattr(obj, "__name__", type(obj).__name__)}, '
         f'{name!r}) while loading a checkpoint: only the statistic methods of '
-        f'mmengine.logging.HistoryBuffer ({sorted(cls._statistics_methods)}) are allowed')
+        f'mmengine.logging.HistoryBuffer ({sorted(allowed)}) are allowed')
 
 
 def _numpy_globals():

@@ -76,6 +76,16 @@ def test_without_the_plugin_torch_refuses_runner_checkpoints(runner_checkpoint):
     assert 'Unsupported global' in proc.stderr and 'HistoryBuffer' in proc.stderr
 
 
+def test_fresh_process_with_the_plugin_loads_runner_checkpoints(runner_checkpoint):
+    """As tools/test.py does: no HistoryBuffer exists yet when the checkpoint loads."""
+    _, path = runner_checkpoint
+    code = (f'import mmdcn_plugin, torch; c = torch.load({str(path)!r}); '
+            "print(c['message_hub']['log_scalars']['train/loss'].mean())")
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    float(proc.stdout.strip().splitlines()[-1])
+
+
 def test_allowlist_covers_everything_the_runner_writes(runner_checkpoint):
     _, path = runner_checkpoint
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
