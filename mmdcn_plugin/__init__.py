@@ -9,6 +9,10 @@ from .version import __version__
 from . import checkpoint  # noqa: F401  (allowlists what MMEngine checkpoints hold)
 from .ops import available_backends, deform_conv2d
 from .layers import ConvOffsetHead, DeformableConv2d, SeparableOffsetHead
+from .engine import CPUDistributedDataParallel
+from .hooks import OffsetStatsHook, OffsetVisualizationHook
+from . import analysis, visualization  # noqa: F401  (FLOPs; offset pictures)
 
 __all__ = ['__version__', 'deform_conv2d', 'available_backends', 'DeformableConv2d',
-           'ConvOffsetHead', 'SeparableOffsetHead']
+           'ConvOffsetHead', 'SeparableOffsetHead', 'CPUDistributedDataParallel',
+           'OffsetStatsHook', 'OffsetVisualizationHook', 'analysis', 'visualization']

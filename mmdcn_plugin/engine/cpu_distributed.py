@@ -1,0 +1,52 @@
+"""Distributed training on machines without GPUs (gloo), through MMEngine's Runner.
+
+MMEngine 0.10.7 assumes one GPU per process twice: ``init_dist`` calls
+``torch.cuda.set_device`` (which fails on a CPU build of torch) and the Runner
+wraps the model with ``device_ids=[LOCAL_RANK]`` (which DDP refuses for a CPU
+module).  :func:`init_cpu_distributed` starts the gloo process group before the
+Runner, so its ``init_dist`` is skipped, and :class:`CPUDistributedDataParallel`
+drops ``device_ids`` for CPU modules.  ``tools/train.py``/``tools/test.py`` do both
+when launched by torchrun on a machine without CUDA.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from mmdet.registry import MODEL_WRAPPERS
+
+#: The ``--cfg-options`` that select the CPU wrapper and gloo in a config.
+CPU_DIST_CFG_OPTIONS = ('model_wrapper_cfg.type=CPUDistributedDataParallel',
+                        'env_cfg.dist_cfg.backend=gloo')
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that also wraps CPU modules (gloo).
+
+    The Runner passes ``device_ids=[LOCAL_RANK]``; for a module whose parameters
+    all live on the CPU they are dropped, as ``torch.nn.parallel.
+    DistributedDataParallel`` requires.  On GPUs it behaves exactly as its parent.
+    """
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        if device_ids is not None and all(p.device.type == 'cpu' for p in module.parameters()):
+            device_ids = None
+        super().__init__(module=module, device_ids=device_ids, **kwargs)
+
+
+def init_cpu_distributed(timeout_s: float = 1800) -> None:
+    """Start a gloo process group from torchrun's environment variables.
+
+    Raises:
+        RuntimeError: the variables ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/
+            ``MASTER_PORT`` that torchrun sets are missing.
+    """
+    missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if v not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher pytorch expects torchrun\'s environment variables; '
+                           f'missing {missing}. Start with tools/dist_train.sh or torchrun.')
+    if not dist.is_initialized():
+        from datetime import timedelta
+        dist.init_process_group('gloo', timeout=timedelta(seconds=timeout_s))

@@ -1,0 +1,57 @@
+"""Run one of MMDetection's own tools (shipped in ``mmdet/.mim/tools``) unchanged.
+
+The plugin is imported first, so its layers are registered and MMEngine's
+checkpoints load under torch >= 2.6 (see ``mmdcn_plugin/checkpoint.py``) even for
+configs without ``custom_imports``.  On a machine without CUDA, a run launched by
+torchrun (``--launcher pytorch``) gets a gloo process group and a DDP wrapper that
+accepts CPU modules (see ``mmdcn_plugin/engine/cpu_distributed.py``).  The tool's
+own ``main()`` then parses the command line: nothing of mmdet's logic is copied.
+"""
+import importlib.util
+import os.path as osp
+import sys
+
+
+def mmdet_tool_path(name: str) -> str:
+    import mmdet
+    path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', name)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f"MMDetection's {name} was expected at {path} (installed with mmdet from pip); "
+            'reinstall mmdet==3.3.0')
+    return path
+
+
+def _launcher(argv):
+    for i, arg in enumerate(argv):
+        if arg == '--launcher' and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith('--launcher='):
+            return arg.split('=', 1)[1]
+    return 'none'
+
+
+def adapt_for_cpu_distributed(argv):
+    """Return argv, extended for a gloo run when distributed without CUDA."""
+    import torch
+    launcher = _launcher(argv)
+    if launcher == 'none' or torch.cuda.is_available():
+        return argv
+    if launcher != 'pytorch':
+        raise SystemExit(f'--launcher {launcher} needs GPUs (MMEngine binds one per process); '
+                         'on a machine without CUDA use --launcher pytorch '
+                         '(tools/dist_train.sh or torchrun), which runs on gloo')
+    from mmdcn_plugin.engine import CPU_DIST_CFG_OPTIONS, init_cpu_distributed
+    init_cpu_distributed()
+    return list(argv) + ['--cfg-options', *CPU_DIST_CFG_OPTIONS]
+
+
+def run_mmdet_tool(name: str) -> int:
+    import mmdcn_plugin  # noqa: F401  (registers the layers; safe checkpoint loading)
+    path = mmdet_tool_path(name)
+    sys.argv = [path] + adapt_for_cpu_distributed(sys.argv[1:])
+    spec = importlib.util.spec_from_file_location(f'mmdet_tools_{name[:-3]}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+    return 0
