@@ -63,5 +63,7 @@ param_scheduler = [
          milestones=[9, 11], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
+# Offset statistics of every deformable layer (a no-op, with one warning, on the baseline).
+custom_hooks = [dict(type='OffsetStatsHook', interval=50)]
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=2))
