@@ -105,3 +105,18 @@ def test_auto_dispatch_on_cuda_is_explicit(monkeypatch):
     assert resolve_backend('auto', cuda) == 'fast'
     assert resolve_backend('auto', torch.device('cpu')) == 'fast'
     assert resolve_backend('torch', cuda) == 'torch'
+
+
+def test_tracing_uses_the_traceable_backend():
+    """jit.trace of the default backend records the pure-PyTorch graph and matches eager."""
+    problem = _base()
+    args = (problem['input'], problem['offset'], problem['weight'], problem['mask'])
+
+    def fn(x, off, w, m):
+        return deform_conv2d(x, off, w, None, 1, 1, 1, m)
+
+    traced = torch.jit.trace(fn, args, check_trace=False)
+    assert torch.allclose(traced(*args), fn(*args), atol=1e-5)
+    other = _base(seed=9)
+    other_args = (other['input'], other['offset'], other['weight'], other['mask'])
+    assert torch.allclose(traced(*other_args), fn(*other_args), atol=1e-5)

@@ -37,6 +37,11 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
         return torch.get_autocast_gpu_dtype()
 
 
+def _tracing() -> bool:
+    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling()
+
+
 def deform_conv2d(input: Tensor,
                   offset: Tensor,
                   weight: Tensor,
@@ -82,6 +87,9 @@ def deform_conv2d(input: Tensor,
     Returns:
         Tensor[N, C_out, H_out, W_out]
 
+    While tracing, exporting or compiling (``torch.jit.trace``, ``torch.onnx.export``,
+    ``torch.compile``) the default backend is ``'torch'``, the traceable one.
+
     Under ``torch.autocast`` the op computes in float32 (float16 with mmcv's
     kernels under CUDA float16 autocast) and returns that dtype.  mmcv's CUDA
     backward accumulates with atomicAdd and is not bitwise deterministic; with
@@ -89,6 +97,10 @@ def deform_conv2d(input: Tensor,
     """
     geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
     name = resolve_backend(backend, input.device)
+    if name != 'torch' and backend in (None, 'auto') and _tracing():
+        # jit.trace / ONNX export / torch.compile record plain tensor ops; the
+        # autograd.Function and compiled kernels of the other backends are opaque.
+        name = 'torch'
     if geo.batch == 0:
         # The backends' kernels do not all take empty batches; the pure path does,
         # and back-propagates zeros into the parameters.
