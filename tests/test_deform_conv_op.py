@@ -268,3 +268,16 @@ def test_bf16_and_autocast_cpu():
         out = deform_conv2d(**bf, backend=backend)
         assert out.dtype == torch.bfloat16
         assert torch.allclose(out.float(), expected, atol=0.25, rtol=0.05)
+
+
+@pytest.mark.parametrize('backend', CPU_BACKENDS)
+def test_zero_offsets_float32_match_reference_slopes(backend):
+    """A fresh layer: every point on an integer pixel, where the slope rule decides."""
+    problem = make_problem(n=2, c_in=4, h=7, w=11, c_out=3, kernel=3, stride=1, padding=1,
+                           groups=1, deform_groups=2, dtype=torch.float32)
+    problem['offset'] = torch.zeros_like(problem['offset']).requires_grad_()
+    ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
+    out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend), problem)
+    _close(out, ref_out, tol=1e-5)
+    for name in ref_grads:
+        _close(grads[name], ref_grads[name], tol=1e-4)
