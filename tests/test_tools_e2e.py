@@ -73,3 +73,20 @@ def test_config_runs_from_mmdets_own_train_py(tiny_data):
                 *_small(tiny_data / 'data', 1)], cwd=tiny_data)
     assert 'coco/bbox_mAP' in out
     assert (work / 'epoch_1.pth').exists()
+
+
+def test_dist_train_two_cpu_processes(tiny_data):
+    """tools/dist_train.sh on a machine without GPUs: torchrun + gloo, 2 processes."""
+    if __import__('torch').cuda.is_available():
+        pytest.skip('this checks the CPU (gloo) path')
+    work = tiny_data / 'work_dist'
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable, PORT='29517',
+               OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), QUICK_DCN, '2', '--work-dir',
+         str(work), *_small(tiny_data / 'data', 1)],
+        cwd=tiny_data, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'Distributed training: True' in out and 'GPU number: 2' in out
+    assert (work / 'epoch_1.pth').exists()

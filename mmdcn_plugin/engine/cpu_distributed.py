@@ -16,7 +16,8 @@ from mmengine.model import MMDistributedDataParallel
 from mmdet.registry import MODEL_WRAPPERS
 
 #: The ``--cfg-options`` that select the CPU wrapper and gloo in a config.
-CPU_DIST_CFG_OPTIONS = ('model_wrapper_cfg.type=CPUDistributedDataParallel',
+# The Runner looks wrappers up in MMEngine's root registry: the scope prefix finds ours.
+CPU_DIST_CFG_OPTIONS = ('model_wrapper_cfg.type=mmdet.CPUDistributedDataParallel',
                         'env_cfg.dist_cfg.backend=gloo')
 
 
