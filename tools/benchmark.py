@@ -31,6 +31,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import DictAction
 
 # ResNet-50 c3-c5 DCN inputs for a 400x667 image, batch 2.
 OP_SHAPES = {'c3': (2, 128, 50, 84), 'c4': (2, 256, 25, 42), 'c5': (2, 512, 13, 21)}
@@ -241,12 +242,14 @@ def _strip_dcn(cfg):
     return cfg
 
 
-def _build(cfg_or_path, strip=False):
+def _build(cfg_or_path, strip=False, cfg_options=None):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     import mmdcn_plugin  # noqa: F401
     cfg = Config.fromfile(cfg_or_path) if isinstance(cfg_or_path, str) else cfg_or_path
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     if strip:
         cfg = _strip_dcn(cfg)
@@ -266,11 +269,11 @@ def _batch(cfg, batch_size):
 
 def run_model(args):
     from mmengine.optim import build_optim_wrapper
-    cfg, model = _build(args.config)
+    cfg, model = _build(args.config, cfg_options=args.cfg_options)
     if args.baseline:
-        base_cfg, base_model = _build(args.baseline)
+        base_cfg, base_model = _build(args.baseline, cfg_options=args.cfg_options)
     else:
-        base_cfg, base_model = _build(args.config, strip=True)
+        base_cfg, base_model = _build(args.config, strip=True, cfg_options=args.cfg_options)
     batch = _batch(cfg, args.batch_size)
     variants = {'baseline': (base_cfg, base_model), 'config': (cfg, model)}
     optims = {k: build_optim_wrapper(m, c.optim_wrapper) for k, (c, m) in variants.items()}
@@ -367,6 +370,8 @@ def parse_args(argv=None):
     model.add_argument('--iters', type=int, default=5)
     model.add_argument('--warmup', type=int, default=1)
     model.add_argument('--out-dir', required=True)
+    model.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                       help='key=value overrides for both configs (as in tools/train.py)')
     child = sub.add_parser('_memchild')
     child.add_argument('--shape', choices=sorted(OP_SHAPES))
     child.add_argument('--candidate')
