@@ -7,7 +7,7 @@ custom_imports = dict(imports=['mmdcn_plugin'], allow_failed_imports=False)
 classes = ('triangle', 'square', 'star', 'cross', 'l_shape', 'ring')
 data_root = 'data/synthetic/'
 image_size = 128
-max_epochs = 12
+max_epochs = 24
 
 model = dict(
     # No ImageNet weights here (no network): train from scratch, so BN must learn.
@@ -20,10 +20,12 @@ model = dict(
         # Objects are 14-60 px: anchors of 16-256 px over strides 4-64.
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
+        # One sample per RoI bin: with adaptive sampling mmcv's CPU RoIAlign backward
+        # took more than half of every training iteration.
+        bbox_roi_extractor=dict(out_channels=64, roi_layer=dict(sampling_ratio=1)),
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(classes))),
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-                   rcnn=dict(sampler=dict(num=256))),
+                   rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 train_pipeline = [
@@ -56,14 +58,17 @@ val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=0.04), clip_grad=dict(max_norm=10.0, norm_type=2))
+# From scratch, AdamW learned faster than SGD here (measured: bbox mAP 0.089 vs 0.032
+# after 12 epochs of 300 images; SGD lr 0.04, momentum 0.9).
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=0.05),
+                     clip_grad=dict(max_norm=10.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[9, 11], gamma=0.1),
+         milestones=[18, 22], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 # Offset statistics of every deformable layer (a no-op, with one warning, on the baseline).
 custom_hooks = [dict(type='OffsetStatsHook', interval=50)]
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=2))
+                     checkpoint=dict(interval=4, max_keep_ckpts=2))
