@@ -20,6 +20,7 @@ bar chart into ``--out-dir``.
 import argparse
 import csv
 import json
+import logging
 import os
 import os.path as osp
 import platform
@@ -255,7 +256,15 @@ def _build(cfg_or_path, strip=False, cfg_options=None):
         cfg = _strip_dcn(cfg)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    # init_weights logs every parameter at INFO on stdout, where the table goes.
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return cfg, model
 
 

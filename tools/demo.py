@@ -34,8 +34,8 @@ def run(args):
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as child:
         for line in child.stdout:
             lines.append(line)
-            if any(key in line for key in ('Epoch(', 'bbox_mAP', 'segm_mAP', 'Error',
-                                           'error', 'generating', 'wrote', 'Saving')):
+            if any(key in line for key in ('Epoch(', 'bbox_mAP', 'segm_mAP', 'Traceback',
+                                           'Error:', 'generating', 'wrote', 'Saving')):
                 print(line, end='', flush=True)
     if child.returncode != 0:
         sys.stdout.write(''.join(lines[-60:]))
