@@ -89,3 +89,41 @@ def register_safe_globals() -> None:
 
 
 register_safe_globals()
+
+
+def _register_local_loader() -> None:
+    """Replace MMEngine's local-file checkpoint loader by one whose errors name the file.
+
+    A run killed while ``torch.save`` writes leaves a truncated zip; torch then says
+    ``PytorchStreamReader failed reading zip archive: failed finding central
+    directory`` without naming the file.  This loader is MMEngine's own
+    ``load_from_local`` (same scheme, same ``torch.load`` with ``weights_only``
+    at its default) plus that name and what to do.  ``--resume`` without a path is
+    unaffected: MMEngine writes ``last_checkpoint`` only after a save completes, so
+    it already names the last complete checkpoint.
+    """
+    import os.path as osp
+    import zipfile
+
+    from mmengine.runner import CheckpointLoader
+
+    @CheckpointLoader.register_scheme(prefixes='', force=True)
+    def load_from_local(filename, map_location):
+        filename = osp.expanduser(filename)
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'{filename} can not be found.')
+        try:
+            return torch.load(filename, map_location=map_location)
+        except pickle.UnpicklingError as e:  # refused by weights_only: keep the type
+            raise pickle.UnpicklingError(f'checkpoint {filename}: {e}') from e
+        except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+            size = osp.getsize(filename)
+            raise RuntimeError(
+                f'checkpoint {filename} ({size} bytes) cannot be read: {e}. It is probably '
+                'truncated (a run killed while saving it). Resume from the previous '
+                "checkpoint, e.g. `tools/train.py CONFIG --resume` (it reads the work dir's "
+                "'last_checkpoint', written only after a save completes) or "
+                '`--resume PATH` with an earlier epoch_*.pth / iter_*.pth.') from e
+
+
+_register_local_loader()

@@ -168,3 +168,16 @@ def test_history_buffer_getattr_allows_statistics_only():
     assert history_buffer_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
     with pytest.raises(pickle.UnpicklingError):
         history_buffer_getattr(os, 'system')
+
+
+def test_truncated_checkpoint_error_names_the_file(runner_checkpoint, tmp_path):
+    from mmengine.runner import CheckpointLoader
+    _, path = runner_checkpoint
+    data = path.read_bytes()
+    truncated = tmp_path / 'epoch_3.pth'
+    truncated.write_bytes(data[:len(data) // 2])  # killed half-way through torch.save
+    with pytest.raises(RuntimeError, match=r'checkpoint .*epoch_3.pth \(\d+ bytes\) cannot be '
+                                           r'read: .*probably truncated'):
+        CheckpointLoader.load_checkpoint(str(truncated), map_location='cpu')
+    # A complete one still loads through the same loader.
+    assert CheckpointLoader.load_checkpoint(str(path), map_location='cpu')['meta']['iter'] == 4
