@@ -10,9 +10,12 @@ from . import checkpoint  # noqa: F401  (allowlists what MMEngine checkpoints ho
 from .ops import available_backends, deform_conv2d
 from .layers import ConvOffsetHead, DeformableConv2d, SeparableOffsetHead
 from .engine import CPUDistributedDataParallel
-from .hooks import OffsetStatsHook, OffsetVisualizationHook
+from .hooks import OffsetStatsHook, OffsetVisualizationHook, RNGStateHook
+from .datasets.bad_data import BadDataWarning
+from .datasets.transforms import SafeLoadImageFromFile
 from . import analysis, visualization  # noqa: F401  (FLOPs; offset pictures)
 
 __all__ = ['__version__', 'deform_conv2d', 'available_backends', 'DeformableConv2d',
            'ConvOffsetHead', 'SeparableOffsetHead', 'CPUDistributedDataParallel',
-           'OffsetStatsHook', 'OffsetVisualizationHook', 'analysis', 'visualization']
+           'OffsetStatsHook', 'OffsetVisualizationHook', 'RNGStateHook',
+           'SafeLoadImageFromFile', 'BadDataWarning', 'analysis', 'visualization']

@@ -29,14 +29,14 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
@@ -44,13 +44,15 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=8, num_workers=2,
-    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+    # Safe*: bad items are skipped with one warning or stop with an error naming them.
+    dataset=dict(type='SafeCocoDataset', data_root=data_root, metainfo=dict(classes=classes),
                  ann_file='annotations/train.json', data_prefix=dict(img='images/train/'),
                  filter_cfg=dict(filter_empty_gt=True, min_size=4),
                  pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8, num_workers=2,
-    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+    # Safe*: bad items are skipped with one warning or stop with an error naming them.
+    dataset=dict(type='SafeCocoDataset', data_root=data_root, metainfo=dict(classes=classes),
                  ann_file='annotations/val.json', data_prefix=dict(img='images/val/'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -68,7 +70,8 @@ param_scheduler = [
          milestones=[18, 22], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
-# Offset statistics of every deformable layer (a no-op, with one warning, on the baseline).
-custom_hooks = [dict(type='OffsetStatsHook', interval=50)]
+# Offset statistics of every deformable layer (a no-op, with one warning, on the
+# baseline); RNG states in every checkpoint, so a resumed run continues exactly.
+custom_hooks = [dict(type='OffsetStatsHook', interval=50), dict(type='RNGStateHook')]
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=4, max_keep_ckpts=2))
