@@ -30,7 +30,8 @@ setup(
         'numpy',
     ],
     extras_require={
-        'dev': ['pytest>=7', 'pytest-timeout'],
+        # onnx/onnxruntime: tools/export_onnx.py and its tests (numpy 2 needs these minima).
+        'dev': ['pytest>=7', 'pytest-timeout', 'onnx>=1.17', 'onnxruntime>=1.19'],
     },
     license='Apache-2.0',
     zip_safe=False,
