@@ -19,6 +19,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 
 from mmdcn_plugin import DeformableConv2d
+from helpers import one_thread  # noqa: F401  (autouse fixture)
 from mmdcn_plugin.ops.backends import mmcv_impl
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -45,15 +46,6 @@ PARTS = ('backbone', 'neck', 'rpn_head', 'bbox_head', 'roi_head')
 needs_mmcv = pytest.mark.skipif(not mmcv_impl.mmcv_ops_available(),
                                 reason="mmcv's compiled ops are not built")
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # ResNet-50 on 64 px images is all per-op overhead: on a 2-core machine shared with
-    # another job, 2 intra-op threads made a step 10-30x slower than 1 thread did.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def mentions_layer(cfg) -> bool:

@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmdet.registry import MODELS
 
 from mmdcn_plugin import DeformableConv2d
+from helpers import one_thread  # noqa: F401  (autouse fixture)
 from mmdcn_plugin.analysis import (DeformableFlopAnalyzer, deform_conv2d_flops,
                                    deformable_layer_flops, detector_complexity_info,
                                    dummy_detector_inputs)
@@ -26,14 +27,6 @@ BASELINE = osp.join(QUICKSTART, 'faster-rcnn_r50-narrow_fpn_synthetic.py')
 DCNV2 = osp.join(QUICKSTART, 'faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py')
 SHAPE = (128, 128)
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # Tiny models on a shared 2-core machine: thread overhead dominates.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 # in=8, out=12, 3x3, stride 2, pad 1, groups 2, deform_groups 2 on 2x8x10x12:

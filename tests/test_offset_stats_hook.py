@@ -30,6 +30,8 @@ from mmengine.runner import Runner
 from mmdet.registry import HOOKS
 
 from mmdcn_plugin import DeformableConv2d
+from helpers import one_thread  # noqa: F401  (autouse fixture)
+from helpers import short_training_cfg
 from mmdcn_plugin.hooks import OffsetStats, OffsetStatsHook, offset_statistics
 from mmdcn_plugin.hooks.offset_stats_hook import sampling_geometry
 
@@ -37,13 +39,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DCNV2 = osp.join(ROOT, 'configs', 'quickstart',
                  'faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py')
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def known_layer(modulated=True):
@@ -114,28 +109,6 @@ def data_root(tmp_path_factory):
     spec.loader.exec_module(tool)
     tool.main(['--out-dir', str(root), '--num-train', '8', '--num-val', '4', '--no-progress'])
     return str(root) + '/'
-
-
-def short_training_cfg(data_root, work_dir, hooks):
-    """The quick-start DCNv2 config: 2 iterations of 4 images, no validation."""
-    cfg = Config.fromfile(DCNV2)
-    cfg.train_dataloader.dataset.data_root = data_root
-    cfg.train_dataloader.batch_size = 4
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
-        cfg[key] = None
-    cfg.default_hooks.checkpoint = None
-    cfg.custom_hooks = hooks
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
-    # MMEngine keeps one logger per experiment name (a timestamp in seconds) and one
-    # visualizer per name (mmdet's configs say 'visualizer'): a second run in the
-    # same process would write into the first one's files.
-    cfg.experiment_name = osp.basename(work_dir)
-    cfg.visualizer.name = osp.basename(work_dir)
-    return cfg
 
 
 def test_short_training_logs_the_scalars(data_root, tmp_path):

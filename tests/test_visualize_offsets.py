@@ -14,6 +14,8 @@ from mmdet.apis import inference_detector
 from mmdet.registry import HOOKS, MODELS
 
 from mmdcn_plugin import DeformableConv2d
+from helpers import one_thread  # noqa: F401  (autouse fixture)
+from helpers import short_training_cfg
 from mmdcn_plugin.hooks import OffsetVisualizationHook
 from mmdcn_plugin.visualization import (LayerCapture, capture_layers, init_model,
                                         trace_image_point, trace_sampling_points,
@@ -25,13 +27,6 @@ BASELINE = osp.join(QUICKSTART, 'faster-rcnn_r50-narrow_fpn_synthetic.py')
 DCNV2 = osp.join(QUICKSTART, 'faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py')
 LAST_THREE = ['backbone.layer4.0.conv2', 'backbone.layer4.1.conv2', 'backbone.layer4.2.conv2']
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def capture(name, in_size, out_size, offset_fn, stride=1, padding=1, dilation=1):
@@ -205,24 +200,9 @@ def test_hook_writes_pictures(image_path, tmp_path):
     spec.loader.exec_module(tool)
     tool.main(['--out-dir', data_root, '--num-train', '4', '--num-val', '1', '--no-progress'])
 
-    cfg = Config.fromfile(DCNV2)
-    cfg.train_dataloader.dataset.data_root = data_root
-    cfg.train_dataloader.batch_size = 4
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
-        cfg[key] = None
-    cfg.default_hooks.checkpoint = None
-    cfg.custom_hooks = [dict(type='OffsetVisualizationHook', image_path=image_path,
-                             interval=1)]
-    cfg.work_dir = str(tmp_path / 'work')
-    cfg.randomness = dict(seed=0)
-    # MMEngine keeps one logger per experiment name (a timestamp in seconds) and one
-    # visualizer per name (mmdet's configs say 'visualizer'): a second run in the
-    # same process would write into the first one's files.
-    cfg.experiment_name = tmp_path.name
-    cfg.visualizer.name = tmp_path.name
+    cfg = short_training_cfg(data_root, str(tmp_path / 'work'),
+                             [dict(type='OffsetVisualizationHook', image_path=image_path,
+                                   interval=1)])
     runner = Runner.from_cfg(cfg)
     runner.train()
     written = sorted(osp.basename(p) for p in
