@@ -25,7 +25,6 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 from mmdet.registry import HOOKS
 
