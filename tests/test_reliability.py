@@ -79,10 +79,15 @@ def test_sigkill_then_resume_continues_to_the_end(data, tmp_path):
     print(f'killed {lost_s:.2f} s after {osp.basename(ckpt_before)} was written')
     epoch_before = torch.load(ckpt_before, map_location='cpu')['meta']['epoch']
     assert epoch_before < max_epochs
+    # A kill in the middle of torch.save leaves the next checkpoint truncated (and
+    # last_checkpoint still naming the previous one): --resume must skip it.
+    partial = work / f'epoch_{epoch_before + 1}.pth'
+    partial.write_bytes(open(ckpt_before, 'rb').read()[:1000])
 
     out = _train(['--work-dir', str(work), '--resume',
                   *_options(data, max_epochs, deterministic=True)], tmp_path)
     assert f'resumed epoch: {epoch_before}' in out
+    assert partial.stat().st_size > 1000  # rewritten whole when that epoch ended
     final = torch.load(work / f'epoch_{max_epochs}.pth', map_location='cpu')
     iters_per_epoch = 4
     assert final['meta']['epoch'] == max_epochs
