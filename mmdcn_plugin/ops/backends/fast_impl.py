@@ -113,11 +113,18 @@ class _FastDeformConv(torch.autograd.Function):
 
         wmat = weight.reshape(groups, og, cg * k)
         grad_cols = torch.matmul(wmat.transpose(1, 2), gout).view(n, g, c // g, k, p)
+        scratch = None
         if need_mask and ctx.has_mask:
-            grad_m = (grad_cols * value.view(n, g, c // g, k, p)).sum(2)     # [N, G, K, P]
-            grad_mask = grad_m.reshape(n, g * k, *geo.out_size)
+            scratch = grad_cols * value.view(n, g, c // g, k, p)
+            grad_mask = scratch.sum(2).reshape(n, g * k, *geo.out_size)  # [N, G*K, Ho, Wo]
         if need_input or need_offset:
-            masked = grad_cols if m is None else grad_cols * m
+            if m is None:
+                masked = grad_cols
+            elif scratch is not None:  # reuse the product's memory: one cols-size
+                masked = torch.mul(grad_cols, m, out=scratch)  # allocation fewer
+            else:
+                masked = grad_cols * m
+            del grad_cols
             grad_image, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
                 masked.reshape(n * g, c // g, k, p), image, grid, _BILINEAR, _ZEROS, False,
                 [need_input, need_offset])
