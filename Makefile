@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ENV_STAMP := $(VENV)/.mmdcn-env-ready
 PYTEST_ARGS ?=
 
-.PHONY: env test test-all demo clean-env
+.PHONY: env test test-all demo study clean-env
 
 env: $(ENV_STAMP)
 
@@ -22,6 +22,12 @@ test-all: env
 
 demo: env
 	$(PY) tools/demo.py
+
+# The deformation study (docs/study/); resumable: run it again to continue.
+# STUDY_ARGS=--quick for the smoke version.
+STUDY_ARGS ?=
+study: env
+	$(PY) tools/study.py $(STUDY_ARGS)
 
 clean-env:
 	rm -rf $(VENV)
