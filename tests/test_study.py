@@ -65,6 +65,8 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
     assert sorted((r['level'], r['variant']) for r in rows) == [
         ('none', 'baseline'), ('none', 'dcnv2'), ('strong', 'baseline'), ('strong', 'dcnv2')]
     summary = json.loads((docs / 'summary.json').read_text())
+    # The report names the command of the grid, not where this test put it.
+    assert summary['command'] == 'python tools/study.py --quick'
     # The offset branch is counted for DCN and is empty for the plain baseline.
     assert summary['variants']['baseline']['offset_params'] == 0
     assert summary['variants']['dcnv2']['offset_params'] > 0

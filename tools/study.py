@@ -276,7 +276,7 @@ def run_grid(args):
             for level in grid['levels'] for variant in grid['variants']]
     todo = [r for r in runs if not r.done()]
     log(f'{len(runs)} runs ({len(grid["levels"])} levels x {len(grid["variants"])} variants '
-        f'x {len(grid["seeds"])} seeds, {grid["epochs"]} epochs of {grid["num_train"]} '
+        f'x {len(grid["seeds"])} seeds, {grid["epochs"]} epoch(s) of {grid["num_train"]} '
         f'images); {len(runs) - len(todo)} already finished, {len(todo)} to train, '
         f'{args.jobs} at a time with {args.threads} thread(s) each')
     roots = {level: ensure_dataset(args.out_dir, level, grid) for level in grid['levels']}
@@ -387,6 +387,20 @@ def machine_line():
     return f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}'
 
 
+def grid_command(args):
+    """The command that trains this grid (where the runs live and where the report
+    goes do not change the numbers, so they are left out)."""
+    parts = ['python tools/study.py'] + (['--quick'] if args.quick else [])
+    default = GRIDS[args.grid_name]
+    for key in ('levels', 'variants', 'seeds', 'epochs', 'num_train', 'num_val'):
+        value = args.grid[key]
+        if value != default[key]:
+            flag = '--' + key.replace('_', '-')
+            parts.append(f'{flag} ' + (' '.join(map(str, value))
+                                       if isinstance(value, tuple) else str(value)))
+    return ' '.join(parts)
+
+
 def collect(args):
     grid = args.grid
     results = []
@@ -416,15 +430,14 @@ def build_report(args, results):
              for v in grid['variants']}
 
     summary = dict(grid=args.grid_name, date=datetime.date.today().isoformat(),
-                   machine=machine_line(), command=' '.join(['python', 'tools/study.py']
-                                                            + sys.argv[1:]),
+                   machine=machine_line(), command=grid_command(args),
                    epochs=grid['epochs'], num_train=grid['num_train'],
                    num_val=grid['num_val'], seeds=list(grid['seeds']),
                    jobs=args.jobs, threads=args.threads, cells=[], variants={})
     lines = [f'# Deformation study results ({args.grid_name} grid)', '',
              f'{summary["date"]}, {summary["machine"]}; `{summary["command"]}`.',
              f'Faster R-CNN (narrow ResNet-50, quick-start configs) trained from scratch for '
-             f'{grid["epochs"]} epochs on {grid["num_train"]} images of {IMAGE_SIZE} px, '
+             f'{grid["epochs"]} epoch(s) on {grid["num_train"]} images of {IMAGE_SIZE} px, '
              f'COCO bbox metric on {grid["num_val"]} val images; mean ± std over seeds '
              f'{", ".join(map(str, grid["seeds"]))} (n per cell in brackets). Δ: difference '
              'of means from the baseline at the same level, p: two-sided Welch t-test.', '',
