@@ -1,0 +1,431 @@
+// Deformable convolution on the CPU: bilinear im2col and its adjoint, with mmcv's rules.
+//
+// The GEMMs stay in PyTorch (mmdcn_plugin/ops/backends/cpp_impl.py); this file does the
+// sampling that a plain convolution's im2col does by copying:
+//
+//   deform_im2col           columns = mask * bilinear(input, sampling point)
+//   deform_col2im_backward  the input, offset and mask gradients from grad_columns
+//
+// Sampling rules (mmcv's, see mmdcn_plugin/ops/backends/sampling.py): a point is valid
+// only when -1 < y < H and -1 < x < W (NaN and inf fail that test, and nothing is cast
+// to int before it); corners come from floor; corners outside the image read 0; the
+// coordinate gradient is the slope between floor and floor + 1.
+//
+// Layout.  Both kernels read the input channels-last ([N, H, W, C]), so the four corners
+// of a sampling point are four contiguous channel vectors, and the columns are
+// channels-last too: Tensor[N, groups, P, K, C / groups] (P = H_out * W_out, K = kh * kw,
+// groups = conv groups), so that conv group g of image n is one row-major [P, K*C/groups]
+// matrix for the GEMM.  Every inner loop runs over contiguous channels.
+//
+// Threads (at::parallel_for, so torch.set_num_threads applies).  No two threads write
+// the same memory: im2col and the offset/mask gradient split over output positions; the
+// input gradient, a scatter, splits over blocks of channels, each thread owning its
+// channels of every pixel.  Sums are in a fixed order, so results do not depend on the
+// number of threads.
+#include <torch/extension.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+// Output positions per task of the position-parallel kernels.
+constexpr int64_t kPositionGrain = 16;
+// Widest channel block of one scatter task (its rows of the gradient stay in cache).
+constexpr int64_t kMaxChannelBlock = 64;
+// Independent partial sums of a dot product: lets the compiler vectorise it without
+// reassociating floating-point sums (the order stays fixed).
+constexpr int kLanes = 8;
+
+struct Geometry {
+  int64_t n, c, h, w;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t dg, groups, ho, wo;  // deform groups, conv groups, output size
+  int64_t k() const { return kh * kw; }
+  int64_t p() const { return ho * wo; }
+  int64_t cpdg() const { return c / dg; }      // channels per deform group
+  int64_t cpg() const { return c / groups; }   // channels per conv group
+  // Offset of channel c's column (kernel point kk, position q, image nn).
+  int64_t column(int64_t nn, int64_t q, int64_t kk, int64_t cc) const {
+    const int64_t gr = cc / cpg();
+    return (((nn * groups + gr) * p() + q) * k() + kk) * cpg() + (cc - gr * cpg());
+  }
+};
+
+// The bilinear corners of one sampling point: pixel index y * W + x, or -1 for a corner
+// outside the image (weight and slopes 0).  Corner order: (y0, x0), (y0, x1), (y1, x0),
+// (y1, x1).
+template <typename acc_t>
+struct Corners {
+  int32_t pixel[4];
+  acc_t weight[4];   // bilinear weight
+  acc_t slope_y[4];  // d weight / d y
+  acc_t slope_x[4];  // d weight / d x
+};
+
+template <typename acc_t>
+inline bool make_corners(acc_t y, acc_t x, int64_t h, int64_t w, Corners<acc_t>& out) {
+  // Written so that NaN is invalid; no cast to int before this test.
+  if (!(y > -1 && y < static_cast<acc_t>(h) && x > -1 && x < static_cast<acc_t>(w))) {
+    for (int i = 0; i < 4; ++i) {
+      out.pixel[i] = -1;
+      out.weight[i] = out.slope_y[i] = out.slope_x[i] = 0;
+    }
+    return false;
+  }
+  const acc_t fy = std::floor(y), fx = std::floor(x);
+  const int64_t y0 = static_cast<int64_t>(fy), x0 = static_cast<int64_t>(fx);
+  const acc_t ly = y - fy, lx = x - fx, hy = 1 - ly, hx = 1 - lx;
+  const bool in_y0 = y0 >= 0, in_y1 = y0 + 1 <= h - 1;
+  const bool in_x0 = x0 >= 0, in_x1 = x0 + 1 <= w - 1;
+  const bool inside[4] = {in_y0 && in_x0, in_y0 && in_x1, in_y1 && in_x0, in_y1 && in_x1};
+  const int64_t pixel[4] = {y0 * w + x0, y0 * w + x0 + 1, (y0 + 1) * w + x0,
+                            (y0 + 1) * w + x0 + 1};
+  const acc_t weight[4] = {hy * hx, hy * lx, ly * hx, ly * lx};
+  const acc_t slope_y[4] = {-hx, -lx, hx, lx};
+  const acc_t slope_x[4] = {-hy, hy, -ly, ly};
+  for (int i = 0; i < 4; ++i) {
+    out.pixel[i] = inside[i] ? static_cast<int32_t>(pixel[i]) : -1;
+    out.weight[i] = inside[i] ? weight[i] : acc_t(0);
+    out.slope_y[i] = inside[i] ? slope_y[i] : acc_t(0);
+    out.slope_x[i] = inside[i] ? slope_x[i] : acc_t(0);
+  }
+  return true;
+}
+
+// The sampling point of kernel point kk (deform group gg) at output position q.
+template <typename scalar_t, typename acc_t>
+inline void sampling_point(const scalar_t* offset, const Geometry& geo, int64_t nn,
+                           int64_t gg, int64_t kk, int64_t q, acc_t& y, acc_t& x) {
+  // offset is [N, G, K, 2, P].
+  const scalar_t* off = offset + (((nn * geo.dg + gg) * geo.k() + kk) * 2) * geo.p() + q;
+  const int64_t i = kk / geo.kw, j = kk % geo.kw;
+  const int64_t oy = q / geo.wo, ox = q % geo.wo;
+  y = static_cast<acc_t>(oy * geo.sh - geo.ph + i * geo.dh) + static_cast<acc_t>(off[0]);
+  x = static_cast<acc_t>(ox * geo.sw - geo.pw + j * geo.dw) +
+      static_cast<acc_t>(off[geo.p()]);
+}
+
+// The channels of deform group gg split at conv-group boundaries: [begin, end) runs that
+// are contiguous both in the input rows and in the columns.
+template <typename F>
+inline void for_each_run(const Geometry& geo, int64_t gg, F&& f) {
+  int64_t cc = gg * geo.cpdg();
+  const int64_t end = (gg + 1) * geo.cpdg();
+  while (cc < end) {
+    const int64_t run_end = std::min(end, (cc / geo.cpg() + 1) * geo.cpg());
+    f(cc, run_end);
+    cc = run_end;
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline void dot4(const scalar_t* __restrict__ g, const scalar_t* const rows[4], int64_t len,
+                 acc_t out[4]) {
+  acc_t part[4][kLanes] = {};
+  int64_t c = 0;
+  for (; c + kLanes <= len; c += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const acc_t gv = static_cast<acc_t>(g[c + l]);
+      part[0][l] += gv * static_cast<acc_t>(rows[0][c + l]);
+      part[1][l] += gv * static_cast<acc_t>(rows[1][c + l]);
+      part[2][l] += gv * static_cast<acc_t>(rows[2][c + l]);
+      part[3][l] += gv * static_cast<acc_t>(rows[3][c + l]);
+    }
+  }
+  for (; c < len; ++c) {
+    const acc_t gv = static_cast<acc_t>(g[c]);
+    for (int i = 0; i < 4; ++i) part[i][0] += gv * static_cast<acc_t>(rows[i][c]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    acc_t s = 0;
+    for (int l = 0; l < kLanes; ++l) s += part[i][l];
+    out[i] += s;
+  }
+}
+
+Geometry make_geometry(const at::Tensor& input, const at::Tensor& offset,
+                       const std::optional<at::Tensor>& mask, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                       int64_t deform_groups, int64_t groups) {
+  TORCH_CHECK(input.device().is_cpu() && offset.device().is_cpu(),
+              "deform_conv_cpu: tensors must be on the CPU, got input on ", input.device(),
+              " and offset on ", offset.device());
+  TORCH_CHECK(input.dim() == 4 && offset.dim() == 4,
+              "deform_conv_cpu: input and offset must be 4-D, got ", input.sizes(), " and ",
+              offset.sizes());
+  TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 &&
+                  pw >= 0 && deform_groups >= 1 && groups >= 1,
+              "deform_conv_cpu: kernel, stride, dilation and groups must be >= 1 and padding "
+              ">= 0");
+  Geometry geo{input.size(0), input.size(1), input.size(2), input.size(3), kh, kw, sh, sw,
+               ph, pw, dh, dw, deform_groups, groups, offset.size(2), offset.size(3)};
+  const int64_t ho = (geo.h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+  const int64_t wo = (geo.w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(geo.ho == ho && geo.wo == wo && ho >= 1 && wo >= 1,
+              "deform_conv_cpu: offset spatial size ", offset.sizes(),
+              " does not match the output size ", ho, "x", wo);
+  TORCH_CHECK(offset.size(0) == geo.n && offset.size(1) == 2 * deform_groups * geo.k(),
+              "deform_conv_cpu: offset must be [N, 2*G*K, Ho, Wo] = [", geo.n, ", ",
+              2 * deform_groups * geo.k(), ", ", ho, ", ", wo, "], got ", offset.sizes());
+  TORCH_CHECK(geo.c % deform_groups == 0 && geo.c % groups == 0, "deform_conv_cpu: ",
+              geo.c, " channels are not divisible by deform_groups=", deform_groups,
+              " and groups=", groups);
+  TORCH_CHECK(geo.h * geo.w < std::numeric_limits<int32_t>::max(),
+              "deform_conv_cpu: feature map too large (", geo.h, "x", geo.w, ")");
+  TORCH_CHECK(offset.scalar_type() == input.scalar_type(), "deform_conv_cpu: offset dtype ",
+              offset.scalar_type(), " != input dtype ", input.scalar_type());
+  if (mask.has_value() && mask->defined()) {
+    TORCH_CHECK(mask->device().is_cpu() && mask->scalar_type() == input.scalar_type(),
+                "deform_conv_cpu: mask must be a CPU tensor of the input's dtype");
+    TORCH_CHECK(mask->dim() == 4 && mask->size(0) == geo.n &&
+                    mask->size(1) == deform_groups * geo.k() && mask->size(2) == ho &&
+                    mask->size(3) == wo,
+                "deform_conv_cpu: mask must be [N, G*K, Ho, Wo], got ", mask->sizes());
+  }
+  return geo;
+}
+
+std::optional<at::Tensor> contiguous_mask(const std::optional<at::Tensor>& mask) {
+  if (mask.has_value() && mask->defined()) return mask->contiguous();
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Columns of a deformable convolution, channels-last: Tensor[N, groups, Ho*Wo, K, C/groups]
+// of the input's dtype, where element [n, gr, q, k, c] is channel gr * C/groups + c of
+// image n bilinearly sampled at kernel point k of output position q, times the mask
+// (when given).  input may have any memory format (channels_last avoids a copy).
+at::Tensor deform_im2col(const at::Tensor& input_, const at::Tensor& offset_,
+                         const std::optional<at::Tensor>& mask_, int64_t kh, int64_t kw,
+                         int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                         int64_t dw, int64_t deform_groups, int64_t groups) {
+  const Geometry geo = make_geometry(input_, offset_, mask_, kh, kw, sh, sw, ph, pw, dh, dw,
+                                     deform_groups, groups);
+  const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor offset = offset_.contiguous();
+  const std::optional<at::Tensor> mask = contiguous_mask(mask_);
+  const int64_t k = geo.k(), p = geo.p(), hw = geo.h * geo.w;
+  at::Tensor columns = at::empty({geo.n, groups, p, k, geo.cpg()}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_im2col", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    scalar_t* cols = columns.data_ptr<scalar_t>();
+    const std::vector<scalar_t> zeros(geo.c, scalar_t(0));  // the row of an outside corner
+    at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
+      Corners<acc_t> cn;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t nn = task / p, q = task % p;
+        const scalar_t* image = in + nn * hw * geo.c;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          for (int64_t gg = 0; gg < geo.dg; ++gg) {
+            acc_t y, x;
+            sampling_point(off, geo, nn, gg, kk, q, y, x);
+            const bool valid = make_corners(y, x, geo.h, geo.w, cn);
+            const acc_t mq =
+                m ? static_cast<acc_t>(m[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
+            for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
+              scalar_t* __restrict__ dst = cols + geo.column(nn, q, kk, c0);
+              const int64_t len = c1 - c0;
+              if (!valid) {
+                std::fill(dst, dst + len, scalar_t(0));
+                return;
+              }
+              const scalar_t* __restrict__ r[4];
+              acc_t wt[4];
+              for (int i = 0; i < 4; ++i) {
+                r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
+                wt[i] = cn.weight[i] * mq;
+              }
+              for (int64_t c = 0; c < len; ++c) {
+                dst[c] = static_cast<scalar_t>(
+                    wt[0] * static_cast<acc_t>(r[0][c]) + wt[1] * static_cast<acc_t>(r[1][c]) +
+                    wt[2] * static_cast<acc_t>(r[2][c]) + wt[3] * static_cast<acc_t>(r[3][c]));
+              }
+            });
+          }
+        }
+      }
+    });
+  });
+  return columns;
+}
+
+// Gradients of deform_im2col given grad_columns (its output's gradient, same layout):
+// (grad_input [N, C, H, W] contiguous, grad_offset [N, 2*G*K, Ho, Wo], grad_mask
+// [N, G*K, Ho, Wo]), each undefined (None) when not requested.  grad_mask needs a mask.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
+    const at::Tensor& grad_columns_, const at::Tensor& input_, const at::Tensor& offset_,
+    const std::optional<at::Tensor>& mask_, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+    int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t deform_groups, int64_t groups,
+    bool need_input, bool need_offset, bool need_mask) {
+  const Geometry geo = make_geometry(input_, offset_, mask_, kh, kw, sh, sw, ph, pw, dh, dw,
+                                     deform_groups, groups);
+  const int64_t k = geo.k(), p = geo.p(), hw = geo.h * geo.w, c_all = geo.c;
+  TORCH_CHECK(grad_columns_.device().is_cpu() &&
+                  grad_columns_.scalar_type() == input_.scalar_type() &&
+                  grad_columns_.numel() == geo.n * geo.c * k * p,
+              "deform_conv_cpu: grad_columns must be a CPU tensor of the input's dtype with ",
+              geo.n * geo.c * k * p, " elements ([N, groups, P, K, C/groups]), got ",
+              grad_columns_.sizes());
+  const std::optional<at::Tensor> mask = contiguous_mask(mask_);
+  TORCH_CHECK(!need_mask || mask.has_value(), "deform_conv_cpu: grad_mask needs a mask");
+  at::Tensor grad_input, grad_offset, grad_mask;
+  if (!(need_input || need_offset || need_mask)) return {grad_input, grad_offset, grad_mask};
+  const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor offset = offset_.contiguous();
+  const at::Tensor grad_columns = grad_columns_.contiguous();
+  // Accumulate in float (double for double); bf16 results are rounded once at the end.
+  const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
+
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_col2im", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gcols = grad_columns.data_ptr<scalar_t>();
+    const int64_t points = geo.n * p * k * geo.dg;  // table order [N, P, K, G]
+
+    if (need_input) {
+      // The corners of every point, shared by all channel blocks.
+      std::unique_ptr<Corners<acc_t>[]> table(new Corners<acc_t>[points]);
+      at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t nn = task / p, q = task % p;
+          for (int64_t kk = 0; kk < k; ++kk) {
+            for (int64_t gg = 0; gg < geo.dg; ++gg) {
+              acc_t y, x;
+              sampling_point(off, geo, nn, gg, kk, q, y, x);
+              Corners<acc_t>& cn = table[(task * k + kk) * geo.dg + gg];
+              make_corners(y, x, geo.h, geo.w, cn);
+              const acc_t mq =
+                  m ? static_cast<acc_t>(m[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
+              for (int i = 0; i < 4; ++i) cn.weight[i] *= mq;
+            }
+          }
+        }
+      });
+      // Channel blocks that never straddle a deform or conv group, as many as it takes
+      // to keep every thread busy (at least 8 channels wide).
+      int64_t unit = std::gcd(geo.cpdg(), geo.cpg());  // channels a block may span
+      int64_t width = std::min(unit, kMaxChannelBlock);
+      const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+      while (width > 8 && geo.n * ((c_all + width - 1) / width) < want) width = (width + 1) / 2;
+      const int64_t per_unit = (unit + width - 1) / width;
+      const int64_t blocks = (c_all / unit) * per_unit;
+      at::Tensor gin = at::zeros({geo.n, geo.h, geo.w, c_all}, acc_options);
+      acc_t* gin_ptr = gin.data_ptr<acc_t>();
+      at::parallel_for(0, geo.n * blocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t nn = task / blocks, b = task % blocks;
+          const int64_t c0 = (b / per_unit) * unit + (b % per_unit) * width;
+          const int64_t len = std::min(width, (b / per_unit + 1) * unit - c0);
+          const int64_t gg = c0 / geo.cpdg();
+          acc_t* image = gin_ptr + nn * hw * c_all + c0;
+          for (int64_t q = 0; q < p; ++q) {
+            for (int64_t kk = 0; kk < k; ++kk) {
+              const Corners<acc_t>& cn = table[((nn * p + q) * k + kk) * geo.dg + gg];
+              const scalar_t* __restrict__ g = gcols + geo.column(nn, q, kk, c0);
+              for (int i = 0; i < 4; ++i) {
+                if (cn.pixel[i] < 0) continue;
+                acc_t* __restrict__ dst = image + cn.pixel[i] * c_all;
+                const acc_t wt = cn.weight[i];
+                for (int64_t c = 0; c < len; ++c) dst[c] += wt * static_cast<acc_t>(g[c]);
+              }
+            }
+          }
+        }
+      });
+      grad_input = gin.permute({0, 3, 1, 2}).contiguous().to(input.scalar_type());
+    }
+
+    if (need_offset || need_mask) {
+      acc_t* goff = nullptr;
+      acc_t* gmask = nullptr;
+      if (need_offset) {
+        grad_offset = at::empty({geo.n, 2 * geo.dg * k, geo.ho, geo.wo}, acc_options);
+        goff = grad_offset.data_ptr<acc_t>();
+      }
+      if (need_mask) {
+        grad_mask = at::empty({geo.n, geo.dg * k, geo.ho, geo.wo}, acc_options);
+        gmask = grad_mask.data_ptr<acc_t>();
+      }
+      const std::vector<scalar_t> zeros(geo.c, scalar_t(0));
+      at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
+        Corners<acc_t> cn;
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t nn = task / p, q = task % p;
+          const scalar_t* image = in + nn * hw * geo.c;
+          for (int64_t kk = 0; kk < k; ++kk) {
+            for (int64_t gg = 0; gg < geo.dg; ++gg) {
+              acc_t y, x;
+              sampling_point(off, geo, nn, gg, kk, q, y, x);
+              const int64_t row = (nn * geo.dg + gg) * k + kk;  // (n, g, k)
+              acc_t dots[4] = {0, 0, 0, 0};  // sum over channels of grad_col * corner
+              if (make_corners(y, x, geo.h, geo.w, cn)) {
+                for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
+                  const scalar_t* r[4];
+                  for (int i = 0; i < 4; ++i)
+                    r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
+                  dot4(gcols + geo.column(nn, q, kk, c0), r, c1 - c0, dots);
+                });
+              }
+              if (need_offset) {
+                const acc_t mq = m ? static_cast<acc_t>(m[row * p + q]) : acc_t(1);
+                acc_t sy = 0, sx = 0;
+                for (int i = 0; i < 4; ++i) {
+                  sy += cn.slope_y[i] * dots[i];
+                  sx += cn.slope_x[i] * dots[i];
+                }
+                // grad_offset is [N, G, K, 2, P].
+                goff[row * 2 * p + q] = mq * sy;
+                goff[(row * 2 + 1) * p + q] = mq * sx;
+              }
+              if (need_mask) {
+                acc_t sv = 0;
+                for (int i = 0; i < 4; ++i) sv += cn.weight[i] * dots[i];
+                gmask[row * p + q] = sv;
+              }
+            }
+          }
+        }
+      });
+    }
+  });
+  const auto dtype = input.scalar_type();
+  if (grad_offset.defined()) grad_offset = grad_offset.to(dtype);
+  if (grad_mask.defined()) grad_mask = grad_mask.to(dtype);
+  return {grad_input, grad_offset, grad_mask};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "Deformable convolution CPU kernels (mmdcn_plugin/csrc/deform_conv_cpu.cpp)";
+  m.def("deform_im2col", &deform_im2col,
+        "Channels-last deformable columns Tensor[N, groups, Ho*Wo, K, C/groups], mask "
+        "applied",
+        py::arg("input"), py::arg("offset"), py::arg("mask"), py::arg("kh"), py::arg("kw"),
+        py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
+        py::arg("dw"), py::arg("deform_groups"), py::arg("groups"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("deform_col2im_backward", &deform_col2im_backward,
+        "(grad_input, grad_offset, grad_mask) from the gradient of deform_im2col's columns",
+        py::arg("grad_columns"), py::arg("input"), py::arg("offset"), py::arg("mask"),
+        py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
+        py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("deform_groups"),
+        py::arg("groups"), py::arg("need_input"), py::arg("need_offset"),
+        py::arg("need_mask"), py::call_guard<py::gil_scoped_release>());
+}
