@@ -327,7 +327,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
       while (width > 8 && geo.n * ((c_all + width - 1) / width) < want) width = (width + 1) / 2;
       const int64_t per_unit = (unit + width - 1) / width;
       const int64_t blocks = (c_all / unit) * per_unit;
-      at::Tensor gin = at::zeros({geo.n, geo.h, geo.w, c_all}, acc_options);
+      at::Tensor gin = at::empty({geo.n, geo.h, geo.w, c_all}, acc_options);
       acc_t* gin_ptr = gin.data_ptr<acc_t>();
       at::parallel_for(0, geo.n * blocks, 1, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {
@@ -336,6 +336,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
           const int64_t len = std::min(width, (b / per_unit + 1) * unit - c0);
           const int64_t gg = c0 / geo.cpdg();
           acc_t* image = gin_ptr + nn * hw * c_all + c0;
+          for (int64_t px = 0; px < hw; ++px) std::fill_n(image + px * c_all, len, acc_t(0));
           for (int64_t q = 0; q < p; ++q) {
             for (int64_t kk = 0; kk < k; ++kk) {
               const Corners<acc_t>& cn = table[((nn * p + q) * k + kk) * geo.dg + gg];

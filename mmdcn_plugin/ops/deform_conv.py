@@ -80,9 +80,10 @@ def deform_conv2d(input: Tensor,
             (already activated, e.g. by a sigmoid) for DCNv2.
         backend (str or None): ``None`` reads the environment variable
             ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes mmcv's
-            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise;
-            ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is pure PyTorch
-            (any device, traceable).  See :func:`available_backends`.
+            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise
+            (``'cpp'``, this package's compiled CPU kernels, when they were built;
+            else ``'fast'``); ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is
+            pure PyTorch (any device, traceable).  See :func:`available_backends`.
 
     Returns:
         Tensor[N, C_out, H_out, W_out]

@@ -1,19 +1,25 @@
 """Compiled CPU deformable convolution: C++ sampling kernels around PyTorch's GEMMs.
 
-The structure of :mod:`.fast_impl` (im2col columns ``[N, C, K, P]``, one batched
-GEMM per conv group), with the bilinear sampling and its adjoint done by the
-kernels of ``mmdcn_plugin/csrc/deform_conv_cpu.cpp`` (multi-threaded with
-``at::parallel_for``, so they follow ``torch.set_num_threads``) instead of
-``grid_sample`` and its backward.  Same numbers as mmcv, border rule included.
+The structure of :mod:`.fast_impl` (im2col columns, one batched GEMM per conv
+group), with the bilinear sampling and its adjoint done by the kernels of
+``mmdcn_plugin/csrc/deform_conv_cpu.cpp`` (multi-threaded with ``at::parallel_for``,
+so they follow ``torch.set_num_threads``) instead of ``grid_sample`` and its
+backward.  Same numbers as mmcv, border rule included.
 
-Backward: ``grad_W = grad_out @ cols^T`` and ``grad_cols = W^T @ grad_out`` (two
+The kernels work channels-last: they read the input as ``[N, H, W, C]`` (the four
+corners of a point are four contiguous channel vectors) and write the columns as
+``Tensor[N, groups, P, K, C/groups]``, so that conv group ``g`` of image ``n`` is
+one row-major ``[P, K*C/groups]`` matrix, the GEMM's transposed operand.
+
+Backward: ``grad_W = grad_out @ cols`` and ``grad_cols = grad_out^T @ W`` (two
 GEMMs); one kernel call turns ``grad_cols`` into the input gradient (a scatter, split
-by channel so no two threads write one plane), the offset gradient and the mask
-gradient (sums over a deform group's channels, split by sampling point).
+by channel so no two threads write one pixel's channel), the offset gradient and the
+mask gradient (sums over a deform group's channels, split by output position).
 
-Memory: the masked columns (``N*C*K*P``, what an im2col conv holds) are kept for
-the weight gradient; the backward adds ``grad_cols`` of the same size while it
-runs.  The kernels' corner table is ``N*G*K*P`` small entries.
+Memory: the masked columns (``N*C*K*P``, what an im2col conv holds) and a
+channels-last copy of the input are kept for the weight gradient; the backward
+goes one image at a time through one ``grad_cols`` buffer (``C*K*P``).  The
+kernels' corner table is ``G*K*P`` small entries per image.
 
 The extension is optional (see ``setup.py``); it is imported on first use, and the
 environment variable ``MMDCN_DISABLE_EXT=1`` makes this backend unavailable, as if
@@ -26,6 +32,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..checks import DeformGeometry
 
@@ -87,7 +94,15 @@ class _CppDeformConv(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
+        # Backward may run under the caller's autocast: the GEMMs must stay in the
+        # forward's dtype, which the kernels require of grad_columns.
+        with torch.autocast('cpu', enabled=False):
+            return _CppDeformConv._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         geo = ctx.geo
         input, offset, mask, weight, cols = ctx.saved_tensors
         mask = mask if ctx.has_mask else None
@@ -105,11 +120,20 @@ class _CppDeformConv(torch.autograd.Function):
             gw = torch.matmul(gout, cols.view(n, groups, p, k * cg)).sum(0)  # [groups, og, K*cg]
             grad_weight = gw.view(groups, og, k, cg).transpose(2, 3).reshape(weight.shape)
         if need_input or need_offset or need_mask:
-            # [N, groups, P, K*cg], the columns' layout.
-            grad_cols = torch.matmul(gout.transpose(2, 3), _weight_matrix(weight, geo))
-            grad_input, grad_offset, grad_mask = _load_extension().deform_col2im_backward(
-                grad_cols, input, offset, mask, *_geometry_args(geo),
-                need_input, need_offset, need_mask)
+            # One image at a time through one buffer: the backward adds one image's
+            # columns to what the forward kept, not the batch's.
+            ext = _load_extension()
+            wmat = _weight_matrix(weight, geo)
+            grad_cols = cols.new_empty((1, groups, p, k * cg))  # the columns' layout
+            per_image = []
+            for i in range(n):
+                torch.matmul(gout[i:i + 1].transpose(2, 3), wmat, out=grad_cols)
+                per_image.append(ext.deform_col2im_backward(
+                    grad_cols, input[i:i + 1], offset[i:i + 1],
+                    mask[i:i + 1] if mask is not None else None, *_geometry_args(geo),
+                    need_input, need_offset, need_mask))
+            grad_input, grad_offset, grad_mask = (
+                torch.cat(grads) if grads[0] is not None else None for grads in zip(*per_image))
         return grad_input, grad_offset, grad_mask, grad_weight, grad_bias, None
 
 
