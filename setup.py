@@ -12,7 +12,6 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
-import warnings
 
 from setuptools import find_packages, setup
 
@@ -27,12 +26,14 @@ def read_version():
     return namespace['__version__']
 
 
+def _warn(msg):
+    # pip shows a build's output only with -v; tools/setup_env.sh checks the result.
+    print(f'WARNING: mmdcn_plugin: {msg}', file=sys.stderr)
+
+
 def _skip_warning(why):
-    msg = (f'mmdcn_plugin: building without the compiled CPU kernels ({why}); '
-           "the 'cpp' backend will be unavailable and CPU deformable convolution uses "
-           "the slower 'fast' backend")
-    warnings.warn(msg)
-    print(f'WARNING: {msg}', file=sys.stderr)
+    _warn(f"building without the compiled CPU kernels ({why}); the 'cpp' backend will be "
+          "unavailable and CPU deformable convolution uses the slower 'fast' backend")
 
 
 def _compiler_accepts(flag):
@@ -81,9 +82,13 @@ def extension_setup():
     # which resolves to the copy torch has already loaded.
     openmp = ['-fopenmp'] if _compiler_accepts('-fopenmp') else []
     if not openmp:
-        warnings.warn('mmdcn_plugin: the compiler does not accept -fopenmp; the CPU kernels '
-                      'will run on one thread')
+        _warn('the C++ compiler did not build an OpenMP test program with -fopenmp; the '
+              'CPU kernels will run on one thread')
+    # setuptools wants source paths relative to the project (pip runs setup.py there).
     sources = sorted(glob.glob(osp.join('mmdcn_plugin', 'csrc', '*.cpp')))
+    if not sources:
+        _skip_warning(f'no sources in mmdcn_plugin/csrc under {os.getcwd()}')
+        return [], {}
     ext = CppExtension(EXT_NAME, sources,
                        extra_compile_args={'cxx': ['-O3'] + openmp},
                        extra_link_args=openmp)
