@@ -44,9 +44,6 @@ namespace {
 constexpr int64_t kPositionGrain = 16;
 // Widest channel block of one scatter task (its rows of the gradient stay in cache).
 constexpr int64_t kMaxChannelBlock = 64;
-// Independent partial sums of a dot product: lets the compiler vectorise it without
-// reassociating floating-point sums (the order stays fixed).
-constexpr int kLanes = 8;
 
 struct Geometry {
   int64_t n, c, h, w;
@@ -130,30 +127,109 @@ inline void for_each_run(const Geometry& geo, int64_t gg, F&& f) {
   }
 }
 
+// ---- The inner loops: one sampling point, a run of contiguous channels.
+//
+// For float and double they are compiled for AVX-512, AVX2+FMA and the baseline, and
+// the loader picks one for the CPU (GCC's target_clones, on x86-64 Linux).  bf16 takes
+// the generic code.
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MMDCN_MULTIVERSION \
+  __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define MMDCN_MULTIVERSION
+#endif
+
+// dst[c] = sum_i w[i] * row_i[c]: one column of im2col.
 template <typename scalar_t, typename acc_t>
-inline void dot4(const scalar_t* __restrict__ g, const scalar_t* const rows[4], int64_t len,
-                 acc_t out[4]) {
-  acc_t part[4][kLanes] = {};
+inline __attribute__((always_inline)) void combine4_impl(
+    scalar_t* __restrict__ dst, const scalar_t* __restrict__ r0,
+    const scalar_t* __restrict__ r1, const scalar_t* __restrict__ r2,
+    const scalar_t* __restrict__ r3, const acc_t* w, int64_t len) {
+  const acc_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+  for (int64_t c = 0; c < len; ++c) {
+    dst[c] = static_cast<scalar_t>(
+        w0 * static_cast<acc_t>(r0[c]) + w1 * static_cast<acc_t>(r1[c]) +
+        w2 * static_cast<acc_t>(r2[c]) + w3 * static_cast<acc_t>(r3[c]));
+  }
+}
+
+// dst[c] += w * g[c]: one corner's share of the input gradient.
+template <typename scalar_t, typename acc_t>
+inline __attribute__((always_inline)) void axpy_impl(acc_t* __restrict__ dst,
+                                                     const scalar_t* __restrict__ g, acc_t w,
+                                                     int64_t len) {
+  for (int64_t c = 0; c < len; ++c) dst[c] += w * static_cast<acc_t>(g[c]);
+}
+
+// out[i] += sum_c g[c] * row_i[c] for the four corners.  Lanes of independent partial
+// sums let the compiler vectorise without reassociating: the order is fixed, the same
+// for every instruction set and thread count.
+template <typename scalar_t, typename acc_t>
+inline __attribute__((always_inline)) void dot4_impl(
+    const scalar_t* __restrict__ g, const scalar_t* __restrict__ r0,
+    const scalar_t* __restrict__ r1, const scalar_t* __restrict__ r2,
+    const scalar_t* __restrict__ r3, int64_t len, acc_t* out) {
+  constexpr int kLanes = 64 / sizeof(acc_t);  // one AVX-512 register, two AVX2 ones
+  acc_t p0[kLanes] = {}, p1[kLanes] = {}, p2[kLanes] = {}, p3[kLanes] = {};
   int64_t c = 0;
   for (; c + kLanes <= len; c += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
       const acc_t gv = static_cast<acc_t>(g[c + l]);
-      part[0][l] += gv * static_cast<acc_t>(rows[0][c + l]);
-      part[1][l] += gv * static_cast<acc_t>(rows[1][c + l]);
-      part[2][l] += gv * static_cast<acc_t>(rows[2][c + l]);
-      part[3][l] += gv * static_cast<acc_t>(rows[3][c + l]);
+      p0[l] += gv * static_cast<acc_t>(r0[c + l]);
+      p1[l] += gv * static_cast<acc_t>(r1[c + l]);
+      p2[l] += gv * static_cast<acc_t>(r2[c + l]);
+      p3[l] += gv * static_cast<acc_t>(r3[c + l]);
     }
   }
-  for (; c < len; ++c) {
+  for (int l = 0; c < len; ++c, ++l) {
     const acc_t gv = static_cast<acc_t>(g[c]);
-    for (int i = 0; i < 4; ++i) part[i][0] += gv * static_cast<acc_t>(rows[i][c]);
+    p0[l] += gv * static_cast<acc_t>(r0[c]);
+    p1[l] += gv * static_cast<acc_t>(r1[c]);
+    p2[l] += gv * static_cast<acc_t>(r2[c]);
+    p3[l] += gv * static_cast<acc_t>(r3[c]);
   }
-  for (int i = 0; i < 4; ++i) {
-    acc_t s = 0;
-    for (int l = 0; l < kLanes; ++l) s += part[i][l];
-    out[i] += s;
+  acc_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int l = 0; l < kLanes; ++l) {
+    s0 += p0[l];
+    s1 += p1[l];
+    s2 += p2[l];
+    s3 += p3[l];
   }
+  out[0] += s0;
+  out[1] += s1;
+  out[2] += s2;
+  out[3] += s3;
 }
+
+// Generic entry points (bf16), and multi-versioned overloads for float and double.
+template <typename scalar_t, typename acc_t>
+void combine4(scalar_t* dst, const scalar_t* const r[4], const acc_t* w, int64_t len) {
+  combine4_impl(dst, r[0], r[1], r[2], r[3], w, len);
+}
+template <typename scalar_t, typename acc_t>
+void axpy(acc_t* dst, const scalar_t* g, acc_t w, int64_t len) {
+  axpy_impl(dst, g, w, len);
+}
+template <typename scalar_t, typename acc_t>
+void dot4(const scalar_t* g, const scalar_t* const r[4], int64_t len, acc_t* out) {
+  dot4_impl(g, r[0], r[1], r[2], r[3], len, out);
+}
+
+#define MMDCN_LOOPS(T)                                                                \
+  MMDCN_MULTIVERSION void combine4(T* dst, const T* const r[4], const T* w,            \
+                                   int64_t len) {                                     \
+    combine4_impl(dst, r[0], r[1], r[2], r[3], w, len);                               \
+  }                                                                                   \
+  MMDCN_MULTIVERSION void axpy(T* dst, const T* g, T w, int64_t len) {                \
+    axpy_impl(dst, g, w, len);                                                        \
+  }                                                                                   \
+  MMDCN_MULTIVERSION void dot4(const T* g, const T* const r[4], int64_t len, T* out) { \
+    dot4_impl(g, r[0], r[1], r[2], r[3], len, out);                                   \
+  }
+MMDCN_LOOPS(float)
+MMDCN_LOOPS(double)
+#undef MMDCN_LOOPS
 
 Geometry make_geometry(const at::Tensor& input, const at::Tensor& offset,
                        const std::optional<at::Tensor>& mask, int64_t kh, int64_t kw,
@@ -239,23 +315,19 @@ at::Tensor deform_im2col(const at::Tensor& input_, const at::Tensor& offset_,
             const acc_t mq =
                 m ? static_cast<acc_t>(m[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
             for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
-              scalar_t* __restrict__ dst = cols + geo.column(nn, q, kk, c0);
+              scalar_t* dst = cols + geo.column(nn, q, kk, c0);
               const int64_t len = c1 - c0;
               if (!valid) {
                 std::fill(dst, dst + len, scalar_t(0));
                 return;
               }
-              const scalar_t* __restrict__ r[4];
+              const scalar_t* r[4];
               acc_t wt[4];
               for (int i = 0; i < 4; ++i) {
                 r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
                 wt[i] = cn.weight[i] * mq;
               }
-              for (int64_t c = 0; c < len; ++c) {
-                dst[c] = static_cast<scalar_t>(
-                    wt[0] * static_cast<acc_t>(r[0][c]) + wt[1] * static_cast<acc_t>(r[1][c]) +
-                    wt[2] * static_cast<acc_t>(r[2][c]) + wt[3] * static_cast<acc_t>(r[3][c]));
-              }
+              combine4(dst, r, wt, len);
             });
           }
         }
@@ -340,12 +412,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
           for (int64_t q = 0; q < p; ++q) {
             for (int64_t kk = 0; kk < k; ++kk) {
               const Corners<acc_t>& cn = table[((nn * p + q) * k + kk) * geo.dg + gg];
-              const scalar_t* __restrict__ g = gcols + geo.column(nn, q, kk, c0);
+              const scalar_t* g = gcols + geo.column(nn, q, kk, c0);
               for (int i = 0; i < 4; ++i) {
                 if (cn.pixel[i] < 0) continue;
-                acc_t* __restrict__ dst = image + cn.pixel[i] * c_all;
-                const acc_t wt = cn.weight[i];
-                for (int64_t c = 0; c < len; ++c) dst[c] += wt * static_cast<acc_t>(g[c]);
+                axpy(image + cn.pixel[i] * c_all, g, cn.weight[i], len);
               }
             }
           }
