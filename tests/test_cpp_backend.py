@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from helpers import ROOT, make_problem, output_and_grads
 from mmdcn_plugin.ops import available_backends, deform_conv2d, deform_conv2d_reference
 from mmdcn_plugin.ops.backends import cpp_impl, mmcv_impl, resolve_backend
+from mmdcn_plugin.ops.checks import check_deform_conv2d_args
 
 needs_ext = pytest.mark.skipif(
     not cpp_impl.extension_available(),
@@ -49,12 +50,24 @@ def _cpp(**kw):
     return deform_conv2d(**kw, backend='cpp')
 
 
+def _cpp_in_blocks(block):
+    """The backend called directly with ``block`` output positions per block."""
+    def fn(input, offset, weight, bias, stride, padding, dilation, mask):
+        geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding,
+                                       dilation, mask)
+        return cpp_impl.deform_conv2d_cpp(input, offset, weight, bias, mask, geo, block=block)
+    return fn
+
+
 @needs_ext
+@pytest.mark.parametrize('block', [0, 1, 7], ids=['auto-block', 'block-1', 'block-7'])
 @pytest.mark.parametrize('geometry', list(GEOMETRIES))
-def test_matches_loop_reference(geometry):
+def test_matches_loop_reference(geometry, block):
+    """Also with blocks of 1 and 7 output positions: the block loop (its last, partial
+    block included) must not change the result."""
     problem = make_problem(**GEOMETRIES[geometry], offset_scale=3.0, seed=11)
     ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
-    out, grads = output_and_grads(_cpp, problem)
+    out, grads = output_and_grads(_cpp_in_blocks(block), problem)
     _close(out, ref_out)
     for name in ref_grads:
         _close(grads[name], ref_grads[name])
@@ -122,6 +135,25 @@ def test_thread_count_does_not_change_results():
         torch.set_num_threads(saved)
     for one, two in zip(*results):
         assert torch.equal(one, two)
+
+
+@needs_ext
+def test_thread_count_whole_op():
+    """The whole op, GEMMs included, over several blocks, with 1 and 2 threads."""
+    problem = make_problem(n=2, c_in=8, c_out=6, h=15, w=17, kernel=3, stride=1, padding=1,
+                           groups=2, deform_groups=2, offset_scale=3.0, seed=9)
+    saved = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(output_and_grads(_cpp_in_blocks(40), problem))
+    finally:
+        torch.set_num_threads(saved)
+    (out1, grads1), (out2, grads2) = runs
+    _close(out1, out2, tol=1e-12)
+    for name in grads1:
+        _close(grads1[name], grads2[name], tol=1e-12)
 
 
 @needs_ext

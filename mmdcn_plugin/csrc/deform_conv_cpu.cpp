@@ -1,27 +1,33 @@
-// Deformable convolution on the CPU: bilinear im2col and its adjoint, with mmcv's rules.
+// Deformable convolution on the CPU (DCNv1/v2), with mmcv's sampling rules.
 //
-// The GEMMs stay in PyTorch (mmdcn_plugin/ops/backends/cpp_impl.py); this file does the
-// sampling that a plain convolution's im2col does by copying:
-//
-//   deform_im2col           columns = mask * bilinear(input, sampling point)
+//   deform_conv_forward     the convolution: output = W @ columns (+ bias)
+//   deform_conv_backward    its five gradients
+//   deform_im2col           the columns alone: mask * bilinear(input, sampling point)
 //   deform_col2im_backward  the input, offset and mask gradients from grad_columns
+//
+// The first two do the work (mmdcn_plugin/ops/backends/cpp_impl.py calls them); the last
+// two expose the sampling kernels on whole tensors, for tests.  The convolution goes block
+// by block of output positions: the block's columns are sampled into a buffer of about
+// L2 size and the GEMMs (ATen's, one per conv group) read them from cache; the backward
+// samples them again for the weight gradient and feeds the block's column gradient
+// straight to the sampling adjoint.  Nothing of the size of all the columns is allocated.
 //
 // Sampling rules (mmcv's, see mmdcn_plugin/ops/backends/sampling.py): a point is valid
 // only when -1 < y < H and -1 < x < W (NaN and inf fail that test, and nothing is cast
 // to int before it); corners come from floor; corners outside the image read 0; the
 // coordinate gradient is the slope between floor and floor + 1.
 //
-// Layout.  Both kernels read the input channels-last ([N, H, W, C]), so the four corners
+// Layout.  The kernels read the input channels-last ([N, H, W, C]), so the four corners
 // of a sampling point are four contiguous channel vectors, and the columns are
-// channels-last too: Tensor[N, groups, P, K, C / groups] (P = H_out * W_out, K = kh * kw,
-// groups = conv groups), so that conv group g of image n is one row-major [P, K*C/groups]
-// matrix for the GEMM.  Every inner loop runs over contiguous channels.
+// channels-last too: [groups, P, K, C / groups] per image (P = H_out * W_out, K = kh * kw,
+// groups = conv groups), so that conv group g is one row-major [P, K*C/groups] matrix,
+// the GEMM's transposed operand.  Every inner loop runs over contiguous channels.
 //
 // Threads (at::parallel_for, so torch.set_num_threads applies).  No two threads write
-// the same memory: im2col and the offset/mask gradient split over output positions; the
-// input gradient, a scatter, splits over blocks of channels, each thread owning its
-// channels of every pixel.  Sums are in a fixed order, so results do not depend on the
-// number of threads.
+// the same memory: sampling and the offset/mask gradient split over output positions;
+// the input gradient, a scatter, splits over blocks of channels, each thread owning its
+// channels of every pixel.  Sums are in a fixed order, so the kernels' results do not
+// depend on the number of threads (the GEMMs' may, in the last bits).
 #include <torch/extension.h>
 
 #include <ATen/Dispatch.h>
@@ -44,6 +50,12 @@ namespace {
 constexpr int64_t kPositionGrain = 16;
 // Widest channel block of one scatter task (its rows of the gradient stay in cache).
 constexpr int64_t kMaxChannelBlock = 64;
+// Size of one block of columns in the fused ops (and as much for their gradient): about
+// a core's L2, so the columns are still in cache when the GEMM reads them, and at least
+// kMinBlockPositions columns, so that the GEMM streams the weight for enough of them.
+// (1-4 MiB and 128-1024 positions timed alike at ResNet-50's c3-c5.)
+constexpr int64_t kBlockBytes = 2 << 20;
+constexpr int64_t kMinBlockPositions = 128;
 
 struct Geometry {
   int64_t n, c, h, w;
@@ -53,10 +65,19 @@ struct Geometry {
   int64_t p() const { return ho * wo; }
   int64_t cpdg() const { return c / dg; }      // channels per deform group
   int64_t cpg() const { return c / groups; }   // channels per conv group
-  // Offset of channel c's column (kernel point kk, position q, image nn).
-  int64_t column(int64_t nn, int64_t q, int64_t kk, int64_t cc) const {
-    const int64_t gr = cc / cpg();
-    return (((nn * groups + gr) * p() + q) * k() + kk) * cpg() + (cc - gr * cpg());
+};
+
+// Columns of output positions [q0, q0 + stride) of one image, laid out
+// [groups, stride, K, C/groups]: conv group gr is a row-major [stride, K*C/groups] matrix.
+template <typename T>
+struct ColumnBlock {
+  T* data;
+  int64_t q0, stride;
+  // Where channel cc of kernel point kk at position q starts (channels run contiguously
+  // up to the end of cc's conv group).
+  T* at(const Geometry& geo, int64_t q, int64_t kk, int64_t cc) const {
+    const int64_t gr = cc / geo.cpg();
+    return data + ((gr * stride + (q - q0)) * geo.k() + kk) * geo.cpg() + (cc - gr * geo.cpg());
   }
 };
 
@@ -278,7 +299,191 @@ std::optional<at::Tensor> contiguous_mask(const std::optional<at::Tensor>& mask)
   return std::nullopt;
 }
 
+// ---- Sampling over a range of output positions of one image.
+
+// cols = mask * bilinear(input) for positions [q0, q1) of image nn (image: its
+// channels-last [H, W, C] input; offset and mask: the whole tensors).
+template <typename scalar_t>
+void im2col_range(const Geometry& geo, const scalar_t* image, const scalar_t* offset,
+                  const scalar_t* mask, int64_t nn, int64_t q0, int64_t q1,
+                  const ColumnBlock<scalar_t>& cols) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t k = geo.k(), p = geo.p();
+  const std::vector<scalar_t> zeros(geo.c, scalar_t(0));  // the row of an outside corner
+  at::parallel_for(q0, q1, kPositionGrain, [&](int64_t begin, int64_t end) {
+    Corners<acc_t> cn;
+    for (int64_t q = begin; q < end; ++q) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        for (int64_t gg = 0; gg < geo.dg; ++gg) {
+          acc_t y, x;
+          sampling_point(offset, geo, nn, gg, kk, q, y, x);
+          const bool valid = make_corners(y, x, geo.h, geo.w, cn);
+          const acc_t mq =
+              mask ? static_cast<acc_t>(mask[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
+          for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
+            scalar_t* dst = cols.at(geo, q, kk, c0);
+            if (!valid) {
+              std::fill(dst, dst + (c1 - c0), scalar_t(0));
+              return;
+            }
+            const scalar_t* r[4];
+            acc_t wt[4];
+            for (int i = 0; i < 4; ++i) {
+              r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
+              wt[i] = cn.weight[i] * mq;
+            }
+            combine4(dst, r, wt, c1 - c0);
+          });
+        }
+      }
+    }
+  });
+}
+
+// Channel blocks of the input-gradient scatter: they never straddle a deform or conv
+// group, and are as many as it takes to keep every thread busy (at least 8 wide).
+struct ChannelBlocks {
+  int64_t unit, width, per_unit, count;
+  explicit ChannelBlocks(const Geometry& geo) {
+    unit = std::gcd(geo.cpdg(), geo.cpg());
+    width = std::min(unit, kMaxChannelBlock);
+    const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+    while (width > 8 && (geo.c + width - 1) / width < want) width = (width + 1) / 2;
+    per_unit = (unit + width - 1) / width;
+    count = (geo.c / unit) * per_unit;
+  }
+  int64_t begin(int64_t b) const { return (b / per_unit) * unit + (b % per_unit) * width; }
+  int64_t end(int64_t b) const {
+    return std::min(begin(b) + width, (b / per_unit + 1) * unit);
+  }
+};
+
+// The adjoint of im2col_range, given the gradient of its columns: adds into grad_image
+// (image nn's channels-last [H, W, C] input gradient, or null), and writes the offset and
+// mask gradients of positions [q0, q1) into grad_offset and grad_mask (whole tensors,
+// [N, G, K, 2, P] and [N, G, K, P], or null).
+template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+void col2im_range(const Geometry& geo, const ColumnBlock<const scalar_t>& gcols,
+                  const scalar_t* image, const scalar_t* offset, const scalar_t* mask,
+                  int64_t nn, int64_t q0, int64_t q1, acc_t* grad_image, acc_t* grad_offset,
+                  acc_t* grad_mask) {
+  const int64_t k = geo.k(), p = geo.p();
+  if (grad_image) {
+    // The corners of every point, masked, shared by all channel blocks: [Q, K, G].
+    const int64_t points = (q1 - q0) * k * geo.dg;
+    std::unique_ptr<Corners<acc_t>[]> table(new Corners<acc_t>[points]);
+    at::parallel_for(q0, q1, kPositionGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t q = begin; q < end; ++q) {
+        for (int64_t kk = 0; kk < k; ++kk) {
+          for (int64_t gg = 0; gg < geo.dg; ++gg) {
+            acc_t y, x;
+            sampling_point(offset, geo, nn, gg, kk, q, y, x);
+            Corners<acc_t>& cn = table[((q - q0) * k + kk) * geo.dg + gg];
+            make_corners(y, x, geo.h, geo.w, cn);
+            const acc_t mq = mask ? static_cast<acc_t>(mask[((nn * geo.dg + gg) * k + kk) * p + q])
+                                  : acc_t(1);
+            for (int i = 0; i < 4; ++i) cn.weight[i] *= mq;
+          }
+        }
+      }
+    });
+    // A scatter: each task owns a block of channels of every pixel.
+    const ChannelBlocks blocks(geo);
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t c0 = blocks.begin(b), len = blocks.end(b) - c0;
+        const int64_t gg = c0 / geo.cpdg();
+        for (int64_t q = q0; q < q1; ++q) {
+          for (int64_t kk = 0; kk < k; ++kk) {
+            const Corners<acc_t>& cn = table[((q - q0) * k + kk) * geo.dg + gg];
+            const scalar_t* g = gcols.at(geo, q, kk, c0);
+            for (int i = 0; i < 4; ++i) {
+              if (cn.pixel[i] >= 0) axpy(grad_image + cn.pixel[i] * geo.c + c0, g, cn.weight[i], len);
+            }
+          }
+        }
+      }
+    });
+  }
+  if (grad_offset || grad_mask) {
+    const std::vector<scalar_t> zeros(geo.c, scalar_t(0));
+    at::parallel_for(q0, q1, kPositionGrain, [&](int64_t begin, int64_t end) {
+      Corners<acc_t> cn;
+      for (int64_t q = begin; q < end; ++q) {
+        for (int64_t kk = 0; kk < k; ++kk) {
+          for (int64_t gg = 0; gg < geo.dg; ++gg) {
+            acc_t y, x;
+            sampling_point(offset, geo, nn, gg, kk, q, y, x);
+            const int64_t row = (nn * geo.dg + gg) * k + kk;  // (n, g, k)
+            acc_t dots[4] = {0, 0, 0, 0};  // sum over channels of grad_col * corner
+            if (make_corners(y, x, geo.h, geo.w, cn)) {
+              for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
+                const scalar_t* r[4];
+                for (int i = 0; i < 4; ++i)
+                  r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
+                dot4(gcols.at(geo, q, kk, c0), r, c1 - c0, dots);
+              });
+            }
+            if (grad_offset) {
+              const acc_t mq = mask ? static_cast<acc_t>(mask[row * p + q]) : acc_t(1);
+              acc_t sy = 0, sx = 0;
+              for (int i = 0; i < 4; ++i) {
+                sy += cn.slope_y[i] * dots[i];
+                sx += cn.slope_x[i] * dots[i];
+              }
+              grad_offset[row * 2 * p + q] = mq * sy;
+              grad_offset[(row * 2 + 1) * p + q] = mq * sx;
+            }
+            if (grad_mask) {
+              acc_t sv = 0;
+              for (int i = 0; i < 4; ++i) sv += cn.weight[i] * dots[i];
+              grad_mask[row * p + q] = sv;
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+// Output positions per block of the fused ops: the block's columns (and the gradient's)
+// stay in cache between the sampling kernel and the GEMM.
+int64_t block_positions(const Geometry& geo, int64_t requested, int64_t elem_bytes) {
+  if (requested > 0) return std::min(requested, geo.p());
+  const int64_t per_position = geo.k() * geo.c * elem_bytes;
+  return std::min(std::max(kBlockBytes / per_position, kMinBlockPositions), geo.p());
+}
+
+// weight[o, c, kh, kw] as Tensor[groups, C_out/groups, K * C/groups], columns ordered
+// (kernel point, channel) as in a ColumnBlock.
+at::Tensor weight_matrix(const at::Tensor& weight, const Geometry& geo) {
+  const int64_t og = weight.size(0) / geo.groups;
+  return weight.reshape({geo.groups, og, geo.cpg(), geo.k()})
+      .transpose(2, 3)
+      .contiguous()
+      .view({geo.groups, og, geo.k() * geo.cpg()});
+}
+
+void check_weight(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                  const at::Tensor& input, const Geometry& geo) {
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == geo.cpg() && weight.size(2) == geo.kh &&
+                  weight.size(3) == geo.kw && weight.size(0) % geo.groups == 0 &&
+                  weight.size(0) >= geo.groups,
+              "deform_conv_cpu: weight must be [C_out, C/groups, kh, kw] = [?, ", geo.cpg(),
+              ", ", geo.kh, ", ", geo.kw, "] with C_out divisible by groups=", geo.groups,
+              ", got ", weight.sizes());
+  TORCH_CHECK(weight.device().is_cpu() && weight.scalar_type() == input.scalar_type(),
+              "deform_conv_cpu: weight must be a CPU tensor of the input's dtype");
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->device().is_cpu() && bias->scalar_type() == input.scalar_type() &&
+                    bias->dim() == 1 && bias->size(0) == weight.size(0),
+                "deform_conv_cpu: bias must be a CPU tensor [C_out] of the input's dtype");
+  }
+}
+
 }  // namespace
+
+// ---- Public ops.
 
 // Columns of a deformable convolution, channels-last: Tensor[N, groups, Ho*Wo, K, C/groups]
 // of the input's dtype, where element [n, gr, q, k, c] is channel gr * C/groups + c of
@@ -293,46 +498,16 @@ at::Tensor deform_im2col(const at::Tensor& input_, const at::Tensor& offset_,
   const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor offset = offset_.contiguous();
   const std::optional<at::Tensor> mask = contiguous_mask(mask_);
-  const int64_t k = geo.k(), p = geo.p(), hw = geo.h * geo.w;
-  at::Tensor columns = at::empty({geo.n, groups, p, k, geo.cpg()}, input.options());
+  const int64_t per_image = geo.c * geo.k() * geo.p();
+  at::Tensor columns = at::empty({geo.n, groups, geo.p(), geo.k(), geo.cpg()}, input.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_im2col", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* in = input.data_ptr<scalar_t>();
-    const scalar_t* off = offset.data_ptr<scalar_t>();
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
-    scalar_t* cols = columns.data_ptr<scalar_t>();
-    const std::vector<scalar_t> zeros(geo.c, scalar_t(0));  // the row of an outside corner
-    at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
-      Corners<acc_t> cn;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t nn = task / p, q = task % p;
-        const scalar_t* image = in + nn * hw * geo.c;
-        for (int64_t kk = 0; kk < k; ++kk) {
-          for (int64_t gg = 0; gg < geo.dg; ++gg) {
-            acc_t y, x;
-            sampling_point(off, geo, nn, gg, kk, q, y, x);
-            const bool valid = make_corners(y, x, geo.h, geo.w, cn);
-            const acc_t mq =
-                m ? static_cast<acc_t>(m[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
-            for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
-              scalar_t* dst = cols + geo.column(nn, q, kk, c0);
-              const int64_t len = c1 - c0;
-              if (!valid) {
-                std::fill(dst, dst + len, scalar_t(0));
-                return;
-              }
-              const scalar_t* r[4];
-              acc_t wt[4];
-              for (int i = 0; i < 4; ++i) {
-                r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
-                wt[i] = cn.weight[i] * mq;
-              }
-              combine4(dst, r, wt, len);
-            });
-          }
-        }
-      }
-    });
+    for (int64_t nn = 0; nn < geo.n; ++nn) {
+      im2col_range(geo, input.data_ptr<scalar_t>() + nn * geo.h * geo.w * geo.c,
+                   offset.data_ptr<scalar_t>(), m, nn, 0, geo.p(),
+                   ColumnBlock<scalar_t>{columns.data_ptr<scalar_t>() + nn * per_image, 0,
+                                         geo.p()});
+    }
   });
   return columns;
 }
@@ -347,144 +522,208 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
     bool need_input, bool need_offset, bool need_mask) {
   const Geometry geo = make_geometry(input_, offset_, mask_, kh, kw, sh, sw, ph, pw, dh, dw,
                                      deform_groups, groups);
-  const int64_t k = geo.k(), p = geo.p(), hw = geo.h * geo.w, c_all = geo.c;
+  const int64_t per_image = geo.c * geo.k() * geo.p(), hwc = geo.h * geo.w * geo.c;
   TORCH_CHECK(grad_columns_.device().is_cpu() &&
                   grad_columns_.scalar_type() == input_.scalar_type() &&
-                  grad_columns_.numel() == geo.n * geo.c * k * p,
+                  grad_columns_.numel() == geo.n * per_image,
               "deform_conv_cpu: grad_columns must be a CPU tensor of the input's dtype with ",
-              geo.n * geo.c * k * p, " elements ([N, groups, P, K, C/groups]), got ",
+              geo.n * per_image, " elements ([N, groups, P, K, C/groups]), got ",
               grad_columns_.sizes());
   const std::optional<at::Tensor> mask = contiguous_mask(mask_);
   TORCH_CHECK(!need_mask || mask.has_value(), "deform_conv_cpu: grad_mask needs a mask");
-  at::Tensor grad_input, grad_offset, grad_mask;
-  if (!(need_input || need_offset || need_mask)) return {grad_input, grad_offset, grad_mask};
   const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor offset = offset_.contiguous();
   const at::Tensor grad_columns = grad_columns_.contiguous();
   // Accumulate in float (double for double); bf16 results are rounded once at the end.
-  const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
-
+  const auto acc = input.options().dtype(at::toOpMathType(input.scalar_type()));
+  at::Tensor gin = need_input ? at::zeros({geo.n, geo.h, geo.w, geo.c}, acc) : at::Tensor();
+  at::Tensor goff = need_offset ? at::empty({geo.n, 2 * geo.dg * geo.k(), geo.ho, geo.wo}, acc)
+                                : at::Tensor();
+  at::Tensor gmask =
+      need_mask ? at::empty({geo.n, geo.dg * geo.k(), geo.ho, geo.wo}, acc) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_col2im", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* in = input.data_ptr<scalar_t>();
-    const scalar_t* off = offset.data_ptr<scalar_t>();
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
-    const scalar_t* gcols = grad_columns.data_ptr<scalar_t>();
-    const int64_t points = geo.n * p * k * geo.dg;  // table order [N, P, K, G]
-
-    if (need_input) {
-      // The corners of every point, shared by all channel blocks.
-      std::unique_ptr<Corners<acc_t>[]> table(new Corners<acc_t>[points]);
-      at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t nn = task / p, q = task % p;
-          for (int64_t kk = 0; kk < k; ++kk) {
-            for (int64_t gg = 0; gg < geo.dg; ++gg) {
-              acc_t y, x;
-              sampling_point(off, geo, nn, gg, kk, q, y, x);
-              Corners<acc_t>& cn = table[(task * k + kk) * geo.dg + gg];
-              make_corners(y, x, geo.h, geo.w, cn);
-              const acc_t mq =
-                  m ? static_cast<acc_t>(m[((nn * geo.dg + gg) * k + kk) * p + q]) : acc_t(1);
-              for (int i = 0; i < 4; ++i) cn.weight[i] *= mq;
-            }
-          }
-        }
-      });
-      // Channel blocks that never straddle a deform or conv group, as many as it takes
-      // to keep every thread busy (at least 8 channels wide).
-      int64_t unit = std::gcd(geo.cpdg(), geo.cpg());  // channels a block may span
-      int64_t width = std::min(unit, kMaxChannelBlock);
-      const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-      while (width > 8 && geo.n * ((c_all + width - 1) / width) < want) width = (width + 1) / 2;
-      const int64_t per_unit = (unit + width - 1) / width;
-      const int64_t blocks = (c_all / unit) * per_unit;
-      at::Tensor gin = at::empty({geo.n, geo.h, geo.w, c_all}, acc_options);
-      acc_t* gin_ptr = gin.data_ptr<acc_t>();
-      at::parallel_for(0, geo.n * blocks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t nn = task / blocks, b = task % blocks;
-          const int64_t c0 = (b / per_unit) * unit + (b % per_unit) * width;
-          const int64_t len = std::min(width, (b / per_unit + 1) * unit - c0);
-          const int64_t gg = c0 / geo.cpdg();
-          acc_t* image = gin_ptr + nn * hw * c_all + c0;
-          for (int64_t px = 0; px < hw; ++px) std::fill_n(image + px * c_all, len, acc_t(0));
-          for (int64_t q = 0; q < p; ++q) {
-            for (int64_t kk = 0; kk < k; ++kk) {
-              const Corners<acc_t>& cn = table[((nn * p + q) * k + kk) * geo.dg + gg];
-              const scalar_t* g = gcols + geo.column(nn, q, kk, c0);
-              for (int i = 0; i < 4; ++i) {
-                if (cn.pixel[i] < 0) continue;
-                axpy(image + cn.pixel[i] * c_all, g, cn.weight[i], len);
-              }
-            }
-          }
-        }
-      });
-      grad_input = gin.permute({0, 3, 1, 2}).contiguous().to(input.scalar_type());
-    }
-
-    if (need_offset || need_mask) {
-      acc_t* goff = nullptr;
-      acc_t* gmask = nullptr;
-      if (need_offset) {
-        grad_offset = at::empty({geo.n, 2 * geo.dg * k, geo.ho, geo.wo}, acc_options);
-        goff = grad_offset.data_ptr<acc_t>();
-      }
-      if (need_mask) {
-        grad_mask = at::empty({geo.n, geo.dg * k, geo.ho, geo.wo}, acc_options);
-        gmask = grad_mask.data_ptr<acc_t>();
-      }
-      const std::vector<scalar_t> zeros(geo.c, scalar_t(0));
-      at::parallel_for(0, geo.n * p, kPositionGrain, [&](int64_t begin, int64_t end) {
-        Corners<acc_t> cn;
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t nn = task / p, q = task % p;
-          const scalar_t* image = in + nn * hw * geo.c;
-          for (int64_t kk = 0; kk < k; ++kk) {
-            for (int64_t gg = 0; gg < geo.dg; ++gg) {
-              acc_t y, x;
-              sampling_point(off, geo, nn, gg, kk, q, y, x);
-              const int64_t row = (nn * geo.dg + gg) * k + kk;  // (n, g, k)
-              acc_t dots[4] = {0, 0, 0, 0};  // sum over channels of grad_col * corner
-              if (make_corners(y, x, geo.h, geo.w, cn)) {
-                for_each_run(geo, gg, [&](int64_t c0, int64_t c1) {
-                  const scalar_t* r[4];
-                  for (int i = 0; i < 4; ++i)
-                    r[i] = cn.pixel[i] >= 0 ? image + cn.pixel[i] * geo.c + c0 : zeros.data();
-                  dot4(gcols + geo.column(nn, q, kk, c0), r, c1 - c0, dots);
-                });
-              }
-              if (need_offset) {
-                const acc_t mq = m ? static_cast<acc_t>(m[row * p + q]) : acc_t(1);
-                acc_t sy = 0, sx = 0;
-                for (int i = 0; i < 4; ++i) {
-                  sy += cn.slope_y[i] * dots[i];
-                  sx += cn.slope_x[i] * dots[i];
-                }
-                // grad_offset is [N, G, K, 2, P].
-                goff[row * 2 * p + q] = mq * sy;
-                goff[(row * 2 + 1) * p + q] = mq * sx;
-              }
-              if (need_mask) {
-                acc_t sv = 0;
-                for (int i = 0; i < 4; ++i) sv += cn.weight[i] * dots[i];
-                gmask[row * p + q] = sv;
-              }
-            }
-          }
-        }
-      });
+    for (int64_t nn = 0; nn < geo.n; ++nn) {
+      col2im_range<scalar_t>(
+          geo,
+          ColumnBlock<const scalar_t>{grad_columns.data_ptr<scalar_t>() + nn * per_image, 0,
+                                      geo.p()},
+          input.data_ptr<scalar_t>() + nn * hwc, offset.data_ptr<scalar_t>(), m, nn, 0,
+          geo.p(), need_input ? gin.data_ptr<acc_t>() + nn * hwc : nullptr,
+          need_offset ? goff.data_ptr<acc_t>() : nullptr,
+          need_mask ? gmask.data_ptr<acc_t>() : nullptr);
     }
   });
   const auto dtype = input.scalar_type();
-  if (grad_offset.defined()) grad_offset = grad_offset.to(dtype);
-  if (grad_mask.defined()) grad_mask = grad_mask.to(dtype);
-  return {grad_input, grad_offset, grad_mask};
+  return {need_input ? gin.permute({0, 3, 1, 2}).contiguous().to(dtype) : gin,
+          need_offset ? goff.to(dtype) : goff, need_mask ? gmask.to(dtype) : gmask};
+}
+
+// The deformable convolution, block by block of output positions: sample a block's
+// columns, then one GEMM per conv group writes the block's outputs.  Nothing of the
+// size of the whole columns is ever allocated.  Returns Tensor[N, C_out, Ho, Wo].
+at::Tensor deform_conv_forward(const at::Tensor& input_, const at::Tensor& offset_,
+                               const std::optional<at::Tensor>& mask_,
+                               const at::Tensor& weight_, const std::optional<at::Tensor>& bias,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                               int64_t dw, int64_t deform_groups, int64_t block) {
+  TORCH_CHECK(weight_.dim() == 4 && weight_.size(1) >= 1 && input_.dim() == 4 &&
+                  input_.size(1) % weight_.size(1) == 0,
+              "deform_conv_cpu: weight must be [C_out, C/groups, kh, kw], got ",
+              weight_.sizes(), " for input ", input_.sizes());
+  const int64_t groups = input_.size(1) / weight_.size(1);
+  const Geometry geo = make_geometry(input_, offset_, mask_, weight_.size(2), weight_.size(3),
+                                     sh, sw, ph, pw, dh, dw, deform_groups, groups);
+  check_weight(weight_, bias, input_, geo);
+  const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor offset = offset_.contiguous();
+  const std::optional<at::Tensor> mask = contiguous_mask(mask_);
+  const int64_t c_out = weight_.size(0), og = c_out / groups, kcg = geo.k() * geo.cpg();
+  const at::Tensor wmat = weight_matrix(weight_, geo);
+  const bool has_bias = bias.has_value() && bias->defined();
+  at::Tensor out = has_bias ? bias->view({1, c_out, 1, 1})
+                                  .expand({geo.n, c_out, geo.ho, geo.wo})
+                                  .contiguous()
+                            : at::zeros({geo.n, c_out, geo.ho, geo.wo}, input.options());
+  const at::Tensor out_blocks = out.view({geo.n, groups, og, geo.p()});
+  const int64_t stride = block_positions(geo, block, input.element_size());
+  at::Tensor buffer = at::empty({groups, stride, kcg}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_conv_forward", [&] {
+    const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    for (int64_t nn = 0; nn < geo.n; ++nn) {
+      for (int64_t q0 = 0; q0 < geo.p(); q0 += stride) {
+        const int64_t q1 = std::min(geo.p(), q0 + stride);
+        im2col_range(geo, input.data_ptr<scalar_t>() + nn * geo.h * geo.w * geo.c,
+                     offset.data_ptr<scalar_t>(), m, nn, q0, q1,
+                     ColumnBlock<scalar_t>{buffer.data_ptr<scalar_t>(), q0, stride});
+        for (int64_t gr = 0; gr < groups; ++gr) {
+          out_blocks[nn][gr].narrow(1, q0, q1 - q0).addmm_(
+              wmat[gr], buffer[gr].narrow(0, 0, q1 - q0).t());
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// Gradients of deform_conv_forward: (grad_input, grad_offset, grad_mask, grad_weight,
+// grad_bias), each undefined (None) when not requested.  Block by block of output
+// positions, the columns are sampled again for the weight gradient and the columns'
+// gradient goes straight into the sampling adjoint; the input gradient accumulates
+// channels-last in float (double for double).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv_backward(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const at::Tensor& offset_,
+    const std::optional<at::Tensor>& mask_, const at::Tensor& weight_, bool has_bias,
+    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+    int64_t deform_groups, int64_t block, bool need_input, bool need_offset, bool need_mask,
+    bool need_weight, bool need_bias) {
+  TORCH_CHECK(weight_.dim() == 4 && weight_.size(1) >= 1 && input_.dim() == 4 &&
+                  input_.size(1) % weight_.size(1) == 0,
+              "deform_conv_cpu: weight must be [C_out, C/groups, kh, kw], got ",
+              weight_.sizes(), " for input ", input_.sizes());
+  const int64_t groups = input_.size(1) / weight_.size(1);
+  const Geometry geo = make_geometry(input_, offset_, mask_, weight_.size(2), weight_.size(3),
+                                     sh, sw, ph, pw, dh, dw, deform_groups, groups);
+  check_weight(weight_, std::nullopt, input_, geo);
+  const int64_t c_out = weight_.size(0), og = c_out / groups, kcg = geo.k() * geo.cpg();
+  TORCH_CHECK(grad_out_.device().is_cpu() && grad_out_.scalar_type() == input_.scalar_type() &&
+                  grad_out_.dim() == 4 && grad_out_.size(0) == geo.n &&
+                  grad_out_.size(1) == c_out && grad_out_.size(2) == geo.ho &&
+                  grad_out_.size(3) == geo.wo,
+              "deform_conv_cpu: grad_out must be a CPU tensor [N, C_out, Ho, Wo] = [", geo.n,
+              ", ", c_out, ", ", geo.ho, ", ", geo.wo, "] of the input's dtype, got ",
+              grad_out_.sizes());
+  const std::optional<at::Tensor> mask = contiguous_mask(mask_);
+  need_mask = need_mask && mask.has_value();
+  const bool need_columns_grad = need_input || need_offset || need_mask;
+  at::Tensor grad_input, grad_offset, grad_mask, grad_weight, grad_bias;
+  if (need_bias && has_bias) grad_bias = grad_out_.sum({0, 2, 3});
+  if (!(need_columns_grad || need_weight)) {
+    return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias};
+  }
+  const at::Tensor input = input_.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor offset = offset_.contiguous();
+  const at::Tensor gout = grad_out_.contiguous().view({geo.n, groups, og, geo.p()});
+  const at::Tensor wmat = weight_matrix(weight_, geo);
+  const auto dtype = input.scalar_type();
+  const auto acc = input.options().dtype(at::toOpMathType(dtype));
+  const bool same_acc = at::toOpMathType(dtype) == dtype;
+  const int64_t hwc = geo.h * geo.w * geo.c;
+  if (need_input) grad_input = at::zeros({geo.n, geo.h, geo.w, geo.c}, acc);
+  if (need_offset) grad_offset = at::empty({geo.n, 2 * geo.dg * geo.k(), geo.ho, geo.wo}, acc);
+  if (need_mask) grad_mask = at::empty({geo.n, geo.dg * geo.k(), geo.ho, geo.wo}, acc);
+  if (need_weight) grad_weight = at::zeros({groups, og, kcg}, acc);
+  const int64_t stride = block_positions(geo, block, input.element_size());
+  at::Tensor columns = need_weight ? at::empty({groups, stride, kcg}, input.options())
+                                   : at::Tensor();
+  at::Tensor grad_columns = need_columns_grad ? at::empty({groups, stride, kcg}, input.options())
+                                              : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, dtype, "deform_conv_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    for (int64_t nn = 0; nn < geo.n; ++nn) {
+      const scalar_t* image = input.data_ptr<scalar_t>() + nn * hwc;
+      for (int64_t q0 = 0; q0 < geo.p(); q0 += stride) {
+        const int64_t q1 = std::min(geo.p(), q0 + stride), len = q1 - q0;
+        if (need_weight) {
+          im2col_range(geo, image, off, m, nn, q0, q1,
+                       ColumnBlock<scalar_t>{columns.data_ptr<scalar_t>(), q0, stride});
+          for (int64_t gr = 0; gr < groups; ++gr) {
+            const at::Tensor g = gout[nn][gr].narrow(1, q0, len);   // [og, len]
+            const at::Tensor c = columns[gr].narrow(0, 0, len);     // [len, K*cg]
+            if (same_acc) {
+              grad_weight[gr].addmm_(g, c);
+            } else {
+              grad_weight[gr].add_(at::mm(g, c));
+            }
+          }
+        }
+        if (need_columns_grad) {
+          for (int64_t gr = 0; gr < groups; ++gr) {
+            at::Tensor dst = grad_columns[gr].narrow(0, 0, len);
+            at::mm_out(dst, gout[nn][gr].narrow(1, q0, len).t(), wmat[gr]);
+          }
+          col2im_range<scalar_t>(
+              geo, ColumnBlock<const scalar_t>{grad_columns.data_ptr<scalar_t>(), q0, stride},
+              image, off, m, nn, q0, q1,
+              need_input ? grad_input.data_ptr<acc_t>() + nn * hwc : nullptr,
+              need_offset ? grad_offset.data_ptr<acc_t>() : nullptr,
+              need_mask ? grad_mask.data_ptr<acc_t>() : nullptr);
+        }
+      }
+    }
+  });
+  if (need_input) grad_input = grad_input.permute({0, 3, 1, 2}).contiguous().to(dtype);
+  if (need_offset) grad_offset = grad_offset.to(dtype);
+  if (need_mask) grad_mask = grad_mask.to(dtype);
+  if (need_weight) {
+    grad_weight = grad_weight.view({groups, og, geo.k(), geo.cpg()})
+                      .transpose(2, 3)
+                      .reshape(weight_.sizes())
+                      .to(dtype);
+  }
+  return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Deformable convolution CPU kernels (mmdcn_plugin/csrc/deform_conv_cpu.cpp)";
+  m.def("deform_conv_forward", &deform_conv_forward,
+        "Deformable convolution Tensor[N, C_out, Ho, Wo] (block: output positions per block, "
+        "0 for automatic)",
+        py::arg("input"), py::arg("offset"), py::arg("mask"), py::arg("weight"),
+        py::arg("bias"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+        py::arg("dh"), py::arg("dw"), py::arg("deform_groups"), py::arg("block") = 0,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("deform_conv_backward", &deform_conv_backward,
+        "(grad_input, grad_offset, grad_mask, grad_weight, grad_bias) of deform_conv_forward",
+        py::arg("grad_out"), py::arg("input"), py::arg("offset"), py::arg("mask"),
+        py::arg("weight"), py::arg("has_bias"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
+        py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("deform_groups"),
+        py::arg("block"), py::arg("need_input"), py::arg("need_offset"),
+        py::arg("need_mask"), py::arg("need_weight"), py::arg("need_bias"),
+        py::call_guard<py::gil_scoped_release>());
   m.def("deform_im2col", &deform_im2col,
         "Channels-last deformable columns Tensor[N, groups, Ho*Wo, K, C/groups], mask "
         "applied",

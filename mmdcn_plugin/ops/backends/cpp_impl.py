@@ -1,25 +1,25 @@
-"""Compiled CPU deformable convolution: C++ sampling kernels around PyTorch's GEMMs.
+"""Compiled CPU deformable convolution: C++ sampling kernels around ATen's GEMMs.
 
-The structure of :mod:`.fast_impl` (im2col columns, one batched GEMM per conv
-group), with the bilinear sampling and its adjoint done by the kernels of
-``mmdcn_plugin/csrc/deform_conv_cpu.cpp`` (multi-threaded with ``at::parallel_for``,
-so they follow ``torch.set_num_threads``) instead of ``grid_sample`` and its
-backward.  Same numbers as mmcv, border rule included.
+The kernels of ``mmdcn_plugin/csrc/deform_conv_cpu.cpp`` (multi-threaded with
+``at::parallel_for``, so they follow ``torch.set_num_threads``) do the bilinear
+sampling and its adjoint with mmcv's rules, border included; the weight is applied
+by the same GEMMs an im2col convolution uses.  The work goes block by block of
+output positions (about 1 MiB of columns each), so the columns of a block are
+still in cache when the GEMM reads them, and nothing of the size of the whole
+columns (``N*C*K*P``) is allocated:
 
-The kernels work channels-last: they read the input as ``[N, H, W, C]`` (the four
-corners of a point are four contiguous channel vectors) and write the columns as
-``Tensor[N, groups, P, K, C/groups]``, so that conv group ``g`` of image ``n`` is
-one row-major ``[P, K*C/groups]`` matrix, the GEMM's transposed operand.
+* forward: per block, sample the columns (channels-last, ``[P, K*C/groups]`` per
+  conv group) and one GEMM per conv group writes the block's outputs;
+* backward: per block, sample the columns again for ``grad_W += grad_out @ cols``,
+  and ``grad_cols = grad_out^T @ W`` goes straight into the sampling adjoint: the
+  input gradient (a scatter, split by channel so no two threads write one pixel's
+  channel) and the offset and mask gradients (sums over a deform group's channels,
+  split by output position).
 
-Backward: ``grad_W = grad_out @ cols`` and ``grad_cols = grad_out^T @ W`` (two
-GEMMs); one kernel call turns ``grad_cols`` into the input gradient (a scatter, split
-by channel so no two threads write one pixel's channel), the offset gradient and the
-mask gradient (sums over a deform group's channels, split by output position).
-
-Memory: the masked columns (``N*C*K*P``, what an im2col conv holds) and a
-channels-last copy of the input are kept for the weight gradient; the backward
-goes one image at a time through one ``grad_cols`` buffer (``C*K*P``).  The
-kernels' corner table is ``G*K*P`` small entries per image.
+Memory: a channels-last copy of the input is kept for the backward (none when the
+input is already channels-last); besides the outputs, the forward allocates one block
+of columns and the backward two, and a float copy of the input gradient.  mmcv's CPU
+kernels allocate the whole columns, and the ``'fast'`` backend keeps two of them.
 
 The extension is optional (see ``setup.py``); it is imported on first use, and the
 environment variable ``MMDCN_DISABLE_EXT=1`` makes this backend unavailable, as if
@@ -56,90 +56,43 @@ def extension_available() -> bool:
     return _load_extension() is not None
 
 
-def _geometry_args(geo: DeformGeometry):
-    return (*geo.kernel, *geo.stride, *geo.padding, *geo.dilation, geo.deform_groups,
-            geo.groups)
-
-
-def _weight_matrix(weight: Tensor, geo: DeformGeometry) -> Tensor:
-    """``weight[o, c, kh, kw]`` as ``Tensor[groups, C_out/groups, K * C/groups]``.
-
-    Columns ordered (kernel point, channel), as in the channels-last columns.
-    """
-    groups, k = geo.groups, geo.kernel[0] * geo.kernel[1]
-    og, cg = geo.out_channels // groups, geo.in_channels // groups
-    return weight.reshape(groups, og, cg, k).transpose(2, 3).reshape(groups, og, k * cg)
-
-
 class _CppDeformConv(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, input, offset, mask, weight, bias, geo: DeformGeometry):
-        ext = _load_extension()
-        n, groups = geo.batch, geo.groups
-        k, p = geo.kernel[0] * geo.kernel[1], geo.out_size[0] * geo.out_size[1]
-        kcg = k * (geo.in_channels // groups)
-        # [N, groups, P, K, C/groups]: conv group g of image n is a [P, K*C/groups] matrix.
-        cols = ext.deform_im2col(input, offset, mask, *_geometry_args(geo))
-        out = torch.matmul(_weight_matrix(weight, geo),               # [groups, og, K*cg]
-                           cols.view(n, groups, p, kcg).transpose(2, 3))  # [N, groups, og, P]
-        out = out.view(n, geo.out_channels, *geo.out_size)
-        if bias is not None:
-            out = out + bias.view(1, -1, 1, 1)
-        ctx.geo = geo
+    def forward(ctx, input, offset, mask, weight, bias, geo: DeformGeometry, block: int):
+        with torch.autocast('cpu', enabled=False):
+            out = _load_extension().deform_conv_forward(
+                input, offset, mask, weight, bias, *geo.stride, *geo.padding, *geo.dilation,
+                geo.deform_groups, block)
+        ctx.geo, ctx.block = geo, block
         ctx.has_bias = bias is not None
-        ctx.has_mask = mask is not None
-        ctx.save_for_backward(input, offset, mask if mask is not None else torch.empty(0),
-                              weight, cols)
+        ctx.save_for_backward(input, offset, mask, weight)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        # Backward may run under the caller's autocast: the GEMMs must stay in the
-        # forward's dtype, which the kernels require of grad_columns.
-        with torch.autocast('cpu', enabled=False):
-            return _CppDeformConv._backward(ctx, grad_out)
-
-    @staticmethod
-    def _backward(ctx, grad_out):
         geo = ctx.geo
-        input, offset, mask, weight, cols = ctx.saved_tensors
-        mask = mask if ctx.has_mask else None
-        n, groups, c_out = geo.batch, geo.groups, geo.out_channels
-        k, p = geo.kernel[0] * geo.kernel[1], geo.out_size[0] * geo.out_size[1]
-        cg, og = geo.in_channels // groups, c_out // groups
-        need_input, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
-        need_mask = need_mask and ctx.has_mask
-
-        gout = grad_out.reshape(n, groups, og, p)
-        grad_input = grad_offset = grad_mask = grad_weight = grad_bias = None
-        if need_bias and ctx.has_bias:
-            grad_bias = grad_out.sum((0, 2, 3))
-        if need_weight:
-            gw = torch.matmul(gout, cols.view(n, groups, p, k * cg)).sum(0)  # [groups, og, K*cg]
-            grad_weight = gw.view(groups, og, k, cg).transpose(2, 3).reshape(weight.shape)
-        if need_input or need_offset or need_mask:
-            # One image at a time through one buffer: the backward adds one image's
-            # columns to what the forward kept, not the batch's.
-            ext = _load_extension()
-            wmat = _weight_matrix(weight, geo)
-            grad_cols = cols.new_empty((1, groups, p, k * cg))  # the columns' layout
-            per_image = []
-            for i in range(n):
-                torch.matmul(gout[i:i + 1].transpose(2, 3), wmat, out=grad_cols)
-                per_image.append(ext.deform_col2im_backward(
-                    grad_cols, input[i:i + 1], offset[i:i + 1],
-                    mask[i:i + 1] if mask is not None else None, *_geometry_args(geo),
-                    need_input, need_offset, need_mask))
-            grad_input, grad_offset, grad_mask = (
-                torch.cat(grads) if grads[0] is not None else None for grads in zip(*per_image))
-        return grad_input, grad_offset, grad_mask, grad_weight, grad_bias, None
+        input, offset, mask, weight = ctx.saved_tensors
+        need_input, need_offset, need_mask, need_weight, need_bias = ctx.needs_input_grad[:5]
+        # Backward may run under the caller's autocast: the GEMMs inside must keep the
+        # forward's dtype.
+        with torch.autocast('cpu', enabled=False):
+            grads = _load_extension().deform_conv_backward(
+                grad_out, input, offset, mask, weight, ctx.has_bias, *geo.stride,
+                *geo.padding, *geo.dilation, geo.deform_groups, ctx.block, need_input,
+                need_offset, need_mask and mask is not None, need_weight,
+                need_bias and ctx.has_bias)
+        return (*grads, None, None)
 
 
 def deform_conv2d_cpp(input: Tensor, offset: Tensor, weight: Tensor, bias: Optional[Tensor],
-                      mask: Optional[Tensor], geo: DeformGeometry) -> Tensor:
-    """Deformable convolution with the compiled CPU kernels (CPU tensors only)."""
+                      mask: Optional[Tensor], geo: DeformGeometry, block: int = 0) -> Tensor:
+    """Deformable convolution with the compiled CPU kernels (CPU tensors only).
+
+    ``block`` is the number of output positions per block (0: about 1 MiB of
+    columns); any value gives the same result, tests use small ones.
+    """
     if input.device.type != 'cpu':
         raise RuntimeError(f"backend 'cpp' runs on CPU tensors only, got {input.device}; "
                            "use backend='auto' (or 'fast', 'mmcv')")
@@ -147,4 +100,4 @@ def deform_conv2d_cpp(input: Tensor, offset: Tensor, weight: Tensor, bias: Optio
     return _CppDeformConv.apply(input.contiguous(memory_format=torch.channels_last),
                                 offset.contiguous(),
                                 mask.contiguous() if mask is not None else None,
-                                weight.contiguous(), bias, geo)
+                                weight.contiguous(), bias, geo, block)
