@@ -176,12 +176,18 @@ inline __attribute__((always_inline)) void combine4_impl(
   }
 }
 
-// dst[c] += w * g[c]: one corner's share of the input gradient.
+// row_i[c] += w[i] * g[c] for the corners inside the image (pixel >= 0), row_i being
+// image + pixel[i] * row_stride: one point's share of the input gradient.
 template <typename scalar_t, typename acc_t>
-inline __attribute__((always_inline)) void axpy_impl(acc_t* __restrict__ dst,
-                                                     const scalar_t* __restrict__ g, acc_t w,
-                                                     int64_t len) {
-  for (int64_t c = 0; c < len; ++c) dst[c] += w * static_cast<acc_t>(g[c]);
+inline __attribute__((always_inline)) void scatter4_impl(
+    acc_t* image, int64_t row_stride, const int32_t* pixel, const acc_t* w,
+    const scalar_t* __restrict__ g, int64_t len) {
+  for (int i = 0; i < 4; ++i) {
+    if (pixel[i] < 0) continue;
+    acc_t* __restrict__ dst = image + pixel[i] * row_stride;
+    const acc_t wi = w[i];
+    for (int64_t c = 0; c < len; ++c) dst[c] += wi * static_cast<acc_t>(g[c]);
+  }
 }
 
 // out[i] += sum_c g[c] * row_i[c] for the four corners.  Lanes of independent partial
@@ -230,8 +236,9 @@ void combine4(scalar_t* dst, const scalar_t* const r[4], const acc_t* w, int64_t
   combine4_impl(dst, r[0], r[1], r[2], r[3], w, len);
 }
 template <typename scalar_t, typename acc_t>
-void axpy(acc_t* dst, const scalar_t* g, acc_t w, int64_t len) {
-  axpy_impl(dst, g, w, len);
+void scatter4(acc_t* image, int64_t row_stride, const int32_t* pixel, const acc_t* w,
+              const scalar_t* g, int64_t len) {
+  scatter4_impl(image, row_stride, pixel, w, g, len);
 }
 template <typename scalar_t, typename acc_t>
 void dot4(const scalar_t* g, const scalar_t* const r[4], int64_t len, acc_t* out) {
@@ -243,8 +250,9 @@ void dot4(const scalar_t* g, const scalar_t* const r[4], int64_t len, acc_t* out
                                    int64_t len) {                                     \
     combine4_impl(dst, r[0], r[1], r[2], r[3], w, len);                               \
   }                                                                                   \
-  MMDCN_MULTIVERSION void axpy(T* dst, const T* g, T w, int64_t len) {                \
-    axpy_impl(dst, g, w, len);                                                        \
+  MMDCN_MULTIVERSION void scatter4(T* image, int64_t row_stride, const int32_t* pixel, \
+                                   const T* w, const T* g, int64_t len) {             \
+    scatter4_impl(image, row_stride, pixel, w, g, len);                               \
   }                                                                                   \
   MMDCN_MULTIVERSION void dot4(const T* g, const T* const r[4], int64_t len, T* out) { \
     dot4_impl(g, r[0], r[1], r[2], r[3], len, out);                                   \
@@ -344,13 +352,14 @@ void im2col_range(const Geometry& geo, const scalar_t* image, const scalar_t* of
 }
 
 // Channel blocks of the input-gradient scatter: they never straddle a deform or conv
-// group, and are as many as it takes to keep every thread busy (at least 8 wide).
+// group, and are as many as there are threads (blocks of equal width do equal work), at
+// least 8 channels wide.
 struct ChannelBlocks {
   int64_t unit, width, per_unit, count;
   explicit ChannelBlocks(const Geometry& geo) {
     unit = std::gcd(geo.cpdg(), geo.cpg());
     width = std::min(unit, kMaxChannelBlock);
-    const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+    const int64_t want = at::get_num_threads();
     while (width > 8 && (geo.c + width - 1) / width < want) width = (width + 1) / 2;
     per_unit = (unit + width - 1) / width;
     count = (geo.c / unit) * per_unit;
@@ -401,9 +410,7 @@ void col2im_range(const Geometry& geo, const ColumnBlock<const scalar_t>& gcols,
           for (int64_t kk = 0; kk < k; ++kk) {
             const Corners<acc_t>& cn = table[((q - q0) * k + kk) * geo.dg + gg];
             const scalar_t* g = gcols.at(geo, q, kk, c0);
-            for (int i = 0; i < 4; ++i) {
-              if (cn.pixel[i] >= 0) axpy(grad_image + cn.pixel[i] * geo.c + c0, g, cn.weight[i], len);
-            }
+            scatter4(grad_image + c0, geo.c, cn.pixel, cn.weight, g, len);
           }
         }
       }
