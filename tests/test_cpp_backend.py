@@ -207,6 +207,14 @@ def test_kernels_take_an_empty_batch():
     gi, go, gm = ext.deform_col2im_backward(cols, x, off, None, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1,
                                             True, True, False)
     assert gi.shape == x.shape and go.shape == off.shape and gm is None
+    weight, bias = torch.randn(3, 4, 3, 3), torch.randn(3)
+    out = ext.deform_conv_forward(x, off, None, weight, bias, 1, 1, 1, 1, 1, 1, 1)
+    assert out.shape == (0, 3, 5, 6)
+    grads = ext.deform_conv_backward(out, x, off, None, weight, True, 1, 1, 1, 1, 1, 1, 1, 0,
+                                     True, True, False, True, True)
+    assert grads[0].shape == x.shape and grads[1].shape == off.shape and grads[2] is None
+    assert torch.equal(grads[3], torch.zeros_like(weight))
+    assert torch.equal(grads[4], torch.zeros_like(bias))
 
 
 @needs_ext
@@ -227,6 +235,14 @@ def test_kernels_check_their_arguments():
     with pytest.raises(RuntimeError, match='grad_mask needs a mask'):
         ext.deform_col2im_backward(torch.randn(1, 1, 30, 9, 4), x, off, None, 3, 3, 1, 1,
                                    1, 1, 1, 1, 1, 1, False, False, True)
+    with pytest.raises(RuntimeError, match='weight must be'):
+        ext.deform_conv_forward(x, off, None, torch.randn(3, 3, 3, 3), None, 1, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(RuntimeError, match='bias must be'):
+        ext.deform_conv_forward(x, off, None, torch.randn(3, 4, 3, 3), torch.randn(4), 1, 1, 1,
+                                1, 1, 1, 1)
+    with pytest.raises(RuntimeError, match='grad_out must be'):
+        ext.deform_conv_backward(torch.randn(1, 3, 5, 5), x, off, None, torch.randn(3, 4, 3, 3),
+                                 False, 1, 1, 1, 1, 1, 1, 1, 0, True, True, False, True, False)
 
 
 @needs_ext
