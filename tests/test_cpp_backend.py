@@ -3,7 +3,7 @@
 The generic tests (test_deform_conv_op.py, test_op_errors.py, test_layers.py) run
 every available backend, 'cpp' included when built.  These add what is particular
 to the compiled kernels: channel runs cut by both deform and conv groups, wide
-channel vectors, thread counts, bfloat16, hostile offsets through the backward, the
+channel vectors, thread counts, bf16 and fp16, hostile offsets through the backward, the
 columns' layout, the kernels' own argument checks, and the fallback to 'fast'.
 """
 import os
@@ -157,29 +157,30 @@ def test_thread_count_whole_op():
 
 
 @needs_ext
-def test_bfloat16_close_to_float32():
-    """Same inputs (bf16 values) computed in bf16 and in float32.
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_close_to_float32(dtype):
+    """Same inputs (bf16 or fp16 values) computed in that dtype and in float32.
 
     The offset gradient jumps where a point crosses a pixel row or column, so the
-    float32 run takes the bf16-rounded offsets too, not the originals.
+    float32 run takes the rounded offsets too, not the originals.
     """
     problem = make_problem(n=2, c_in=16, c_out=8, h=9, w=10, kernel=3, stride=1, padding=1,
                            groups=2, deform_groups=2, dtype=torch.float32, seed=6)
-    bf16 = {k: (v.detach().bfloat16().requires_grad_() if isinstance(v, torch.Tensor) else v)
+    half = {k: (v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor) else v)
             for k, v in problem.items()}
     problem = {k: (v.detach().float().requires_grad_() if isinstance(v, torch.Tensor) else v)
-               for k, v in bf16.items()}
+               for k, v in half.items()}
     out32, grads32 = output_and_grads(_cpp, problem)
-    out16, grads16 = output_and_grads(_cpp, bf16)
-    assert out16.dtype == torch.bfloat16
+    out16, grads16 = output_and_grads(_cpp, half)
+    assert out16.dtype == dtype
 
-    def close(a, b):  # a few bf16 roundings of values and products
+    def close(a, b):  # a few roundings of values and products
         scale = b.abs().max().item()
         assert (a.float() - b).abs().max().item() <= 0.02 * scale + 1e-3, (a.float() - b)
 
     close(out16, out32)
     for name in grads32:
-        assert grads16[name].dtype == torch.bfloat16, name
+        assert grads16[name].dtype == dtype, name
         close(grads16[name], grads32[name])
 
 

@@ -45,6 +45,10 @@
 #include <tuple>
 #include <vector>
 
+// float and double, and bf16 and fp16 computed in float.
+#define MMDCN_DISPATCH(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, TYPE, NAME, __VA_ARGS__)
+
 namespace {
 
 // Output positions per task of the position-parallel kernels.
@@ -152,8 +156,8 @@ inline void for_each_run(const Geometry& geo, int64_t gg, F&& f) {
 // ---- The inner loops: one sampling point, a run of contiguous channels.
 //
 // For float and double they are compiled for AVX-512, AVX2+FMA and the baseline, and
-// the loader picks one for the CPU (GCC's target_clones, on x86-64 Linux).  bf16 takes
-// the generic code.
+// the loader picks one for the CPU (GCC's target_clones, on x86-64 Linux).  bf16 and
+// fp16 take the generic code.
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MMDCN_MULTIVERSION \
@@ -512,7 +516,7 @@ at::Tensor deform_im2col(const at::Tensor& input_, const at::Tensor& offset_,
   const std::optional<at::Tensor> mask = contiguous_mask(mask_);
   const int64_t per_image = geo.c * geo.k() * geo.p();
   at::Tensor columns = at::empty({geo.n, groups, geo.p(), geo.k(), geo.cpg()}, input.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_im2col", [&] {
+  MMDCN_DISPATCH(input.scalar_type(), "deform_im2col", [&] {
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
     for (int64_t nn = 0; nn < geo.n; ++nn) {
       im2col_range(geo, input.data_ptr<scalar_t>() + nn * geo.h * geo.w * geo.c,
@@ -553,7 +557,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_col2im_backward(
                                 : at::Tensor();
   at::Tensor gmask =
       need_mask ? at::empty({geo.n, geo.dg * geo.k(), geo.ho, geo.wo}, acc) : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_col2im", [&] {
+  MMDCN_DISPATCH(input.scalar_type(), "deform_col2im", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
     for (int64_t nn = 0; nn < geo.n; ++nn) {
@@ -604,7 +608,7 @@ at::Tensor deform_conv_forward(const at::Tensor& input_, const at::Tensor& offse
   const at::Tensor out_blocks = out.view({geo.n, groups, og, geo.p()});
   const int64_t stride = block_positions(geo, block, input.element_size());
   at::Tensor buffer = at::empty({groups, stride, kcg}, input.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "deform_conv_forward", [&] {
+  MMDCN_DISPATCH(input.scalar_type(), "deform_conv_forward", [&] {
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
     for (int64_t nn = 0; nn < geo.n; ++nn) {
       for (int64_t q0 = 0; q0 < geo.p(); q0 += stride) {
@@ -674,7 +678,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
                                    : at::Tensor();
   at::Tensor grad_columns = need_columns_grad ? at::empty({groups, stride, kcg}, input.options())
                                               : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, dtype, "deform_conv_backward", [&] {
+  MMDCN_DISPATCH(dtype, "deform_conv_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* m = mask ? mask->data_ptr<scalar_t>() : nullptr;
     const scalar_t* off = offset.data_ptr<scalar_t>();
