@@ -17,9 +17,11 @@ columns (``N*C*K*P``) is allocated:
   split by output position).
 
 Memory: a channels-last copy of the input is kept for the backward (none when the
-input is already channels-last); besides the outputs, the forward allocates one block
-of columns and the backward two, and a float copy of the input gradient.  mmcv's CPU
-kernels allocate the whole columns, and the ``'fast'`` backend keeps two of them.
+input is already channels-last).  Besides its outputs, the forward allocates one block
+of columns, the backward two and a channels-last float accumulator of the input
+gradient.  mmcv's CPU kernels allocate one image's columns (DCNv2; ``im2col_step``
+images' for DCNv1); the ``'fast'`` backend keeps two batches' worth between forward
+and backward.
 
 The extension is optional (see ``setup.py``); it is imported on first use, and the
 environment variable ``MMDCN_DISABLE_EXT=1`` makes this backend unavailable, as if
