@@ -288,3 +288,23 @@ def test_package_import_does_not_load_the_extension():
         MMDCN_DISABLE_EXT='1')
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == 'fast'
+
+
+def test_extension_that_does_not_load_warns_and_falls_back(monkeypatch):
+    """Built against another torch (undefined symbol): say so, then use 'fast'."""
+    real = cpp_impl.importlib.import_module
+
+    def broken(name, *args):
+        if name == cpp_impl.EXTENSION:
+            raise ImportError('undefined symbol: _ZN3c1010TensorImpl')
+        return real(name, *args)
+
+    monkeypatch.setattr(cpp_impl.importlib, 'import_module', broken)
+    cpp_impl._load_extension.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match='do not load.*undefined symbol'):
+            assert not cpp_impl.extension_available()
+        assert resolve_backend('auto', torch.device('cpu')) == 'fast'
+    finally:
+        monkeypatch.undo()
+        cpp_impl._load_extension.cache_clear()

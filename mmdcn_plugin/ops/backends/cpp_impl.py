@@ -30,6 +30,7 @@ it had not been built.
 import functools
 import importlib
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -47,7 +48,13 @@ def _load_extension():
     """The compiled module, or None when it was not built (or does not load)."""
     try:
         return importlib.import_module(EXTENSION)
-    except Exception:  # ImportError, or an undefined symbol from a mismatched torch
+    except ModuleNotFoundError:  # not built: the documented fallback
+        return None
+    except Exception as exc:  # built, but e.g. against another torch (undefined symbol)
+        warnings.warn(f'the compiled CPU kernels ({EXTENSION}) are there but do not load '
+                      f'({exc}); CPU deformable convolution falls back to the slower '
+                      "'fast' backend.  Rebuild them: pip install --no-build-isolation -e . "
+                      '(or python setup.py build_ext --inplace)', RuntimeWarning)
         return None
 
 
