@@ -55,7 +55,7 @@ def forbid_compiled_backends(monkeypatch):
     def refuse(*args):
         raise AssertionError('a non-torch backend ran while exporting or compiling')
 
-    for name in ('fast', 'mmcv'):
+    for name in ('cpp', 'fast', 'mmcv'):
         monkeypatch.setitem(deform_conv_module.BACKENDS, name,
                             deform_conv_module.BACKENDS[name]._replace(fn=refuse))
 
@@ -126,7 +126,7 @@ def test_compile_default_backend_switches_to_torch(monkeypatch):
     eager = make_layer(True, 'SeparableOffsetHead', backend='torch')
     eager.load_state_dict(layer.state_dict())
     # Under dynamo torch.compiler.is_compiling() is True while the op picks its
-    # backend: 'fast' or 'mmcv' would raise, inside the graph or in a break.
+    # backend: 'cpp', 'fast' or 'mmcv' would raise, inside the graph or in a break.
     forbid_compiled_backends(monkeypatch)
     _compile_matches_eager(layer, eager, 'aot_eager')
 

@@ -9,6 +9,7 @@ import torch
 from helpers import make_problem
 from mmdcn_plugin.ops import available_backends, deform_conv2d
 from mmdcn_plugin.ops.backends import resolve_backend
+from mmdcn_plugin.ops.backends.cpp_impl import extension_available
 
 BACKENDS = [b for b in available_backends() if b != 'auto']
 
@@ -103,8 +104,13 @@ def test_auto_dispatch_on_cuda_is_explicit(monkeypatch):
     assert resolve_backend('auto', cuda) == 'mmcv'
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)
     assert resolve_backend('auto', cuda) == 'fast'
-    assert resolve_backend('auto', torch.device('cpu')) == 'fast'
+    cpu_default = 'cpp' if extension_available() else 'fast'
+    assert resolve_backend('auto', torch.device('cpu')) == cpu_default
     assert resolve_backend('torch', cuda) == 'torch'
+    if extension_available():
+        # The compiled kernels are CPU-only: never chosen for, nor accepted with, CUDA.
+        with pytest.raises(RuntimeError, match=r"backend 'cpp' does not run on cuda"):
+            resolve_backend('cpp', cuda)
 
 
 def test_tracing_uses_the_traceable_backend():

@@ -98,10 +98,23 @@ fi
 
 if [ -f setup.py ]; then
   stamp="$VENV/.mmdcn-editable"
-  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || ! "$PY" -c 'import mmdcn_plugin' >/dev/null 2>&1; then
-    say "installing mmdcn_plugin in editable mode with the dev extra"
+  # The editable install also compiles the optional CPU kernels (mmdcn_plugin/csrc) in
+  # place: a changed source must reinstall as a changed setup.py does.
+  changed_csrc=""
+  if [ -f "$stamp" ] && [ -d mmdcn_plugin/csrc ]; then
+    changed_csrc=$(find mmdcn_plugin/csrc -type f -newer "$stamp" -print -quit)
+  fi
+  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ -n "$changed_csrc" ] \
+      || ! "$PY" -c 'import mmdcn_plugin' >/dev/null 2>&1; then
+    say "installing mmdcn_plugin in editable mode with the dev extra (compiles the CPU kernels: about a minute)"
     "${PIP[@]}" install -q --no-build-isolation -e '.[dev]'
     touch "$stamp"
+    # setup.py never fails on the optional extension; say here whether it was built.
+    if "$PY" -c 'import torch, mmdcn_plugin._deform_conv_cpu' >/dev/null 2>&1; then
+      say "compiled CPU kernels built: backend 'cpp' is the CPU default"
+    else
+      say "WARNING: the compiled CPU kernels were not built (see: $PY -m pip install -v --no-build-isolation -e .); CPU deformable convolution falls back to the slower 'fast' backend"
+    fi
   fi
 fi
 say "environment ready: $VENV"

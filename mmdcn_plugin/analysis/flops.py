@@ -4,9 +4,10 @@ MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` (fvcore's design) traces the
 model with ``torch.jit`` and counts FLOPs per traced ``aten::`` op through handles.
 Deformable convolution has no handle, and tracing it is not even reliable:
 
-* the default CPU backend (``'fast'``, an ``autograd.Function``) does not trace at
-  all: ``torch.jit`` raises ``RuntimeError: unordered_map::at`` because the op's
-  geometry (ints read from traced shapes) is passed to ``Function.apply``;
+* the CPU backends ``'cpp'`` (the default when built) and ``'fast'`` (both
+  ``autograd.Function`` subclasses) do not trace at all: ``torch.jit`` raises
+  ``RuntimeError: unordered_map::at`` because the op's geometry (ints read from
+  traced shapes) is passed to ``Function.apply``;
 * mmcv's kernels (backend ``'mmcv'``, and mmcv's own ``DCN``/``DCNv2``) trace as one
   opaque ``prim::PythonOp`` that no handle counts: a 64-channel 3x3 DCNv2 on a
   32x32 map counts 15.9 MFLOPs (its offset conv) where a plain conv counts 37.7;
@@ -135,7 +136,7 @@ class DeformConv2dCountingOp(torch.autograd.Function):
     ``forward(input, offset, weight, mask, bias, layer)`` runs
     :func:`mmdcn_plugin.ops.deform_conv2d` with ``layer``'s geometry and backend,
     with the tracer switched off so that no backend's internals reach the graph
-    (and the ``'fast'`` backend, which cannot be traced, still runs).
+    (and the ``'cpp'`` and ``'fast'`` backends, which cannot be traced, still run).
     """
 
     @staticmethod

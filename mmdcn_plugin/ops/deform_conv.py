@@ -80,9 +80,10 @@ def deform_conv2d(input: Tensor,
             (already activated, e.g. by a sigmoid) for DCNv2.
         backend (str or None): ``None`` reads the environment variable
             ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes mmcv's
-            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise;
-            ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is pure PyTorch
-            (any device, traceable).  See :func:`available_backends`.
+            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise
+            (``'cpp'``, this package's compiled CPU kernels, when they were built;
+            else ``'fast'``); ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is
+            pure PyTorch (any device, traceable).  See :func:`available_backends`.
 
     Returns:
         Tensor[N, C_out, H_out, W_out]
@@ -96,11 +97,14 @@ def deform_conv2d(input: Tensor,
     ``torch.use_deterministic_algorithms(True)`` a warning says so once.
     """
     geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
-    name = resolve_backend(backend, input.device)
-    if name != 'torch' and backend in (None, 'auto') and _tracing():
+    if backend in (None, 'auto') and _tracing():
         # jit.trace / ONNX export / torch.compile record plain tensor ops; the
         # autograd.Function and compiled kernels of the other backends are opaque.
+        # Nor is any backend probed: that may import a compiled extension, which
+        # torch.compile cannot trace.
         name = 'torch'
+    else:
+        name = resolve_backend(backend, input.device)
     if geo.batch == 0:
         # The backends' kernels do not all take empty batches; the pure path does,
         # and back-propagates zeros into the parameters.

@@ -4,10 +4,11 @@ A backend is a function ``fn(input, offset, weight, bias, mask, geo) -> Tensor``
 that receives arguments already validated by :mod:`mmdcn_plugin.ops.checks`.
 """
 import os
-from typing import Callable, Dict, List, NamedTuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
+from .cpp_impl import deform_conv2d_cpp, extension_available
 from .fast_impl import deform_conv2d_fast
 from . import mmcv_impl
 from .mmcv_impl import deform_conv2d_mmcv, mmcv_ops_available
@@ -20,20 +21,26 @@ class Backend(NamedTuple):
     fn: Callable
     available: Callable[[], bool]
     description: str
+    devices: Optional[Tuple[str, ...]] = None  # device types it runs on; None: any
 
 
 BACKENDS: Dict[str, Backend] = {
+    'cpp': Backend(deform_conv2d_cpp, extension_available,
+                   'compiled CPU kernels (optional extension): the CPU default when built',
+                   devices=('cpu',)),
     'fast': Backend(deform_conv2d_fast, lambda: True,
-                    'vectorised PyTorch with a hand-written backward: the CPU default'),
+                    'vectorised PyTorch with a hand-written backward: the CPU default '
+                    'without the extension'),
     'torch': Backend(deform_conv2d_torch, lambda: True,
                      'pure PyTorch: any device, no compiled code, traceable'),
     'mmcv': Backend(deform_conv2d_mmcv, mmcv_ops_available,
                     "mmcv's compiled kernels (CPU, and CUDA on GPU)"),
 }
 
-# What 'auto' picks on the CPU, best first, among the available backends.  On CUDA
-# tensors it takes mmcv's CUDA kernels when mmcv was compiled with CUDA, else 'fast'.
-AUTO_CPU = ('fast', 'torch', 'mmcv')
+# What 'auto' picks on the CPU, best first, among the available backends ('cpp' only
+# when the extension was built and MMDCN_DISABLE_EXT is unset).  On CUDA tensors it
+# takes mmcv's CUDA kernels when mmcv was compiled with CUDA, else 'fast'.
+AUTO_CPU = ('cpp', 'fast', 'torch', 'mmcv')
 
 
 def available_backends() -> List[str]:
@@ -46,7 +53,7 @@ def resolve_backend(name, device: torch.device) -> str:
 
     ``None`` reads the environment variable ``MMDCN_BACKEND`` and falls back to
     ``'auto'``.  Raises ``ValueError`` for unknown names and ``RuntimeError`` for a
-    known backend that cannot run here.
+    known backend that cannot run here (not built, or not for this device).
     """
     source = 'backend'
     if name is None:
@@ -67,4 +74,8 @@ def resolve_backend(name, device: torch.device) -> str:
     if not BACKENDS[name].available():
         raise RuntimeError(f'backend {name!r} is not available on this machine '
                            f'(available: {available_backends()})')
+    devices = BACKENDS[name].devices
+    if devices is not None and device.type not in devices:
+        raise RuntimeError(f'backend {name!r} does not run on {device.type} tensors '
+                           f'(it runs on: {list(devices)})')
     return name
