@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 env: $(ENV_STAMP)
 
-$(ENV_STAMP): setup.py tools/setup_env.sh
+$(ENV_STAMP): setup.py tools/setup_env.sh $(wildcard mmdcn_plugin/csrc/*.cpp)
 	VENV=$(VENV) bash tools/setup_env.sh
 	touch $@
 

@@ -90,7 +90,7 @@ def extension_setup():
         _skip_warning(f'no sources in mmdcn_plugin/csrc under {os.getcwd()}')
         return [], {}
     ext = CppExtension(EXT_NAME, sources,
-                       extra_compile_args={'cxx': ['-O3'] + openmp},
+                       extra_compile_args={'cxx': ['-O3', '-g0'] + openmp},
                        extra_link_args=openmp)
     return [ext], {'build_ext': OptionalBuildExtension.with_options(use_ninja=False)}
 
