@@ -454,7 +454,8 @@ def build_report(args, results):
             if variant != 'baseline' and rs and base:
                 delta = m - statistics.mean(base)
                 p = welch_p([r['bbox_mAP'] for r in rs], base)
-                text += f'<br>Δ {delta:+.3f}' + (f', p={p:.2f}' if p is not None else '')
+                text += f'<br>Δ {delta:+.3f}' + (
+                    '' if p is None else f', p={p:.2f}' if p >= 0.01 else ', p<0.01')
             row.append(text)
             summary['cells'].append(dict(
                 level=level, variant=variant, n=len(rs),
