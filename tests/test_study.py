@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import study  # noqa: E402
@@ -88,3 +90,13 @@ def test_quick_study_end_to_end_and_resume(tmp_path):
     assert (lost / 'result.json').is_file()
     log = (lost / 'train.log').read_text()
     assert re.search(r'Auto resumed from the latest checkpoint \S*epoch_1\.pth', log), log[-2000:]
+
+
+def test_a_dataset_of_another_size_is_refused_not_reused(tmp_path):
+    root = tmp_path / 'data' / 'none'
+    root.mkdir(parents=True)
+    (root / 'study_spec.json').write_text(json.dumps(dict(
+        level='none', num_train=8, num_val=4, seed=0, image_size=study.IMAGE_SIZE)))
+    grid = dict(study.GRIDS['quick'], num_train=9)
+    with pytest.raises(SystemExit, match=r"expected .*'num_train': 9.* found .*'num_train': 8"):
+        study.ensure_dataset(str(tmp_path), 'none', grid)

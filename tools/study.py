@@ -136,10 +136,11 @@ def ensure_dataset(out_dir, level, grid):
     spec_file = osp.join(root, 'study_spec.json')
     if osp.isfile(spec_file):
         with open(spec_file) as f:
-            if json.load(f) == spec:
-                return root
-        raise SystemExit(f'study: {root} holds a dataset of another size; remove it or use '
-                         'another --out-dir')
+            found = json.load(f)
+        if found == spec:
+            return root
+        raise SystemExit(f'study: {root} holds another dataset: expected {spec}, found '
+                         f'{found}; remove it or use another --out-dir')
     log(f'generating the {level!r} dataset ({grid["num_train"]} train + {grid["num_val"]} '
         f'val images) into {root}')
     subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_synthetic_coco.py'),
@@ -441,38 +442,41 @@ def build_report(args, results):
              f'COCO bbox metric on {grid["num_val"]} val images; mean ± std over seeds '
              f'{", ".join(map(str, grid["seeds"]))} (n per cell in brackets). Δ: difference '
              'of means from the baseline at the same level, p: two-sided Welch t-test.', '',
-             '## bbox mAP', '',
-             '| variant | ' + ' | '.join(grid['levels']) + ' |',
-             '|---|' + '---|' * len(grid['levels'])]
+             '## bbox mAP', '']
+
+    def level_table(cell_text):
+        """Markdown rows: one per variant, one column per level."""
+        rows = ['| variant | ' + ' | '.join(grid['levels']) + ' |',
+                '|---|' + '---|' * len(grid['levels'])]
+        for variant in grid['variants']:
+            texts = [cell_text(level, variant, cells.get((level, variant), []))
+                     for level in grid['levels']]
+            rows.append('| ' + ' | '.join([VARIANTS[variant][1]] + texts) + ' |')
+        return rows
+
+    def map_cell(level, variant, rs):
+        m, s = mean_std([r['bbox_mAP'] for r in rs])
+        text = f'{fmt(m, s)} ({len(rs)})'
+        base = [r['bbox_mAP'] for r in cells.get((level, 'baseline'), [])]
+        if variant != 'baseline' and rs and base:
+            delta = m - statistics.mean(base)
+            p = welch_p([r['bbox_mAP'] for r in rs], base)
+            text += f'<br>Δ {delta:+.3f}' + (
+                '' if p is None else f', p={p:.2f}' if p >= 0.01 else ', p<0.01')
+        return text
+
+    lines += level_table(map_cell)
+    lines += ['', '## bbox mAP50 / mAP75', '']
+    lines += level_table(lambda level, variant, rs: (
+        fmt(*mean_std([r['bbox_mAP_50'] for r in rs])) + ' / '
+        + fmt(*mean_std([r['bbox_mAP_75'] for r in rs]))))
     for variant in grid['variants']:
-        row = [VARIANTS[variant][1]]
         for level in grid['levels']:
             rs = cells.get((level, variant), [])
-            m, s = mean_std([r['bbox_mAP'] for r in rs])
-            text = f'{fmt(m, s)} ({len(rs)})'
-            base = [r['bbox_mAP'] for r in cells.get((level, 'baseline'), [])]
-            if variant != 'baseline' and rs and base:
-                delta = m - statistics.mean(base)
-                p = welch_p([r['bbox_mAP'] for r in rs], base)
-                text += f'<br>Δ {delta:+.3f}' + (
-                    '' if p is None else f', p={p:.2f}' if p >= 0.01 else ', p<0.01')
-            row.append(text)
             summary['cells'].append(dict(
                 level=level, variant=variant, n=len(rs),
                 **{f'{k}_mean': mean_std([r[k] for r in rs])[0] for k in METRICS},
                 **{f'{k}_std': mean_std([r[k] for r in rs])[1] for k in METRICS}))
-        lines.append('| ' + ' | '.join(row) + ' |')
-
-    lines += ['', '## bbox mAP50 / mAP75', '',
-              '| variant | ' + ' | '.join(grid['levels']) + ' |',
-              '|---|' + '---|' * len(grid['levels'])]
-    for variant in grid['variants']:
-        row = [VARIANTS[variant][1]]
-        for level in grid['levels']:
-            rs = cells.get((level, variant), [])
-            row.append(fmt(*mean_std([r['bbox_mAP_50'] for r in rs])) + ' / '
-                       + fmt(*mean_std([r['bbox_mAP_75'] for r in rs])))
-        lines.append('| ' + ' | '.join(row) + ' |')
 
     lines += ['', '## Cost', '',
               f'Offset branch: the offset heads of all deformable layers; FLOPs are '
