@@ -20,10 +20,8 @@ bar chart into ``--out-dir``.
 import argparse
 import csv
 import json
-import logging
 import os
 import os.path as osp
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +31,9 @@ import time
 import torch
 import torch.nn.functional as F
 from mmengine.config import DictAction
+
+from mmdcn_plugin.apis import build_model_from_config
+from mmdcn_plugin.utils import machine_line as _machine_line
 
 # ResNet-50 c3-c5 DCN inputs for a 400x667 image, batch 2.
 OP_SHAPES = {'c3': (2, 128, 50, 84), 'c4': (2, 256, 25, 42), 'c5': (2, 512, 13, 21)}
@@ -44,17 +45,7 @@ def log(msg):
 
 
 def machine_line():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f'{cpu}; {os.cpu_count()} cores; torch {torch.__version__} with '
-            f'{torch.get_num_threads()} threads')
+    return _machine_line(threads=torch.get_num_threads())
 
 
 # ----------------------------------------------------------------------------- ops
@@ -234,38 +225,14 @@ def ops_summary(rows):
 
 
 # --------------------------------------------------------------------------- model
-def _strip_dcn(cfg):
-    backbone = cfg.model.get('backbone', {})
-    if backbone.get('dcn') is None:
-        raise SystemExit('the config has no backbone.dcn to remove; pass --baseline CONFIG')
-    backbone['dcn'] = None
-    backbone['stage_with_dcn'] = (False,) * len(backbone.get('stage_with_dcn', (False,) * 4))
-    return cfg
-
-
-def _build(cfg_or_path, strip=False, cfg_options=None):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
-    import mmdcn_plugin  # noqa: F401
-    cfg = Config.fromfile(cfg_or_path) if isinstance(cfg_or_path, str) else cfg_or_path
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    if strip:
-        cfg = _strip_dcn(cfg)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    # init_weights logs every parameter at INFO on stdout, where the table goes.
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+def _build(config, strip=False, cfg_options=None):
+    """(config, model) with the weights the Runner would give it before training."""
     try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    return cfg, model
+        model = build_model_from_config(config, cfg_options=cfg_options, strip_dcn=strip,
+                                        init_weights=True, seed=0)
+    except ValueError as e:
+        raise SystemExit(f'{e} (--baseline CONFIG)')
+    return model.cfg, model
 
 
 def _batch(cfg, batch_size):
