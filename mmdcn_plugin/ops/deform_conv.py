@@ -18,6 +18,10 @@ IntPair = Union[int, Tuple[int, int]]
 
 _warned_nondeterministic = False
 
+# Set by mmdcn_plugin.deploy for the length of an ONNX export (ops never import deploy):
+# fn(input, offset, weight, bias, mask, geo) -> Tensor, recorded instead of any backend.
+ONNX_EXPORT_HOOK = None
+
 
 def _autocast_enabled(device_type: str) -> bool:
     try:
@@ -97,6 +101,8 @@ def deform_conv2d(input: Tensor,
     ``torch.use_deterministic_algorithms(True)`` a warning says so once.
     """
     geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
+    if ONNX_EXPORT_HOOK is not None and torch.onnx.is_in_onnx_export():
+        return ONNX_EXPORT_HOOK(input, offset, weight, bias, mask, geo)
     if backend in (None, 'auto') and _tracing():
         # jit.trace / ONNX export / torch.compile record plain tensor ops; the
         # autograd.Function and compiled kernels of the other backends are opaque.
