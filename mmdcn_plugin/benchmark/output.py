@@ -1,0 +1,49 @@
+"""The files a benchmark writes: results.json, results.csv and a bar chart."""
+import csv
+import json
+import os
+import os.path as osp
+from typing import List
+
+
+def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> List[str]:
+    """Write ``results.json`` (with ``kind`` and ``machine``), ``results.csv`` and
+    ``results.png`` into ``out_dir``; return their paths.
+
+    Args:
+        kind (str): ``'ops'`` (rows of :func:`~.ops.run_ops`) or ``'model'`` (rows of
+            :func:`~.model.run_model`); chooses the chart.
+    """
+    if kind not in ('ops', 'model'):
+        raise ValueError(f"kind: expected 'ops' or 'model', got {kind!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [osp.join(out_dir, f'results.{ext}') for ext in ('json', 'csv', 'png')]
+    with open(paths[0], 'w') as f:
+        json.dump(dict(kind=kind, machine=machine, rows=rows), f, indent=2)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(paths[1], 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    # A Figure without pyplot: no global backend switch, nothing left open.
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    if kind == 'ops':
+        labels = [f"{r['shape']} {r['mode']}\n{r['candidate']}" for r in rows]
+        values = [r['vs_conv'] for r in rows]
+        ax.bar(range(len(rows)), values,
+               color=['tab:gray' if r['candidate'] == 'conv' else 'tab:blue' for r in rows])
+        ax.set_ylabel('time / plain conv')
+        ax.set_yscale('log')
+    else:
+        labels = [r['variant'] for r in rows]
+        values = [r['train_iter_s'] for r in rows]
+        ax.bar(range(len(rows)), values)
+        ax.set_ylabel('train iteration (s)')
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_title(machine, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    return paths
