@@ -118,8 +118,11 @@ setup(
         'numpy',
     ],
     extras_require={
-        # onnx/onnxruntime: tools/export_onnx.py and its tests (numpy 2 needs these minima).
-        'dev': ['pytest>=7', 'pytest-timeout', 'onnx>=1.17', 'onnxruntime>=1.19'],
+        # onnx/onnxruntime: tools/export_onnx.py and its tests (numpy 2 needs these minima;
+        # onnxruntime runs the opset-19 DeformConv natively from 1.25); onnxscript: torch's
+        # dynamo exporter (torch 2.13 tested with onnx 1.23, onnxruntime 1.32, onnxscript 0.7).
+        'dev': ['pytest>=7', 'pytest-timeout', 'onnx>=1.17', 'onnxruntime>=1.25',
+                'onnxscript>=0.5'],
     },
     license='Apache-2.0',
     zip_safe=False,
