@@ -22,7 +22,6 @@ No dataset and no checkpoint are needed (the counts do not depend on weights,
 except through the number of RoIs a two-stage detector keeps).
 """
 import argparse
-import os.path as osp
 import sys
 
 
@@ -47,43 +46,13 @@ def parse_args(argv=None):
     return args
 
 
-def build_detector(config: str, cfg_options=None):
-    """The model of ``config`` in eval mode, on the CPU, SyncBN reverted."""
-    import mmdcn_plugin  # noqa: F401  (registers the layers)
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
-
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file {config!r} does not exist')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    return model.eval()
-
-
-def format_deformable_table(rows) -> str:
-    """A text table of :func:`mmdcn_plugin.analysis.deformable_layer_flops`'s rows."""
-    from mmengine.analysis.print_helper import _format_size
-    keys = ('deform_conv', 'deform_sampling', 'deform_modulation', 'offset_head', 'total')
-    header = ('deformable layer', 'main conv', 'sampling', 'modulation', 'offset head',
-              'total')
-    body = [(r['name'],) + tuple(_format_size(r[k]) for k in keys) for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    lines = [' | '.join(str(x).ljust(w) for x, w in zip(header, widths)),
-             '-+-'.join('-' * w for w in widths)]
-    lines += [' | '.join(str(x).ljust(w) for x, w in zip(row, widths)) for row in body]
-    return '\n'.join(lines)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmdcn_plugin.analysis import deformable_layer_flops, detector_complexity_info
+    from mmdcn_plugin.analysis import (deformable_layer_flops, detector_complexity_info,
+                                       format_deformable_table)
+    from mmdcn_plugin.apis import build_model_from_config
 
-    model = build_detector(args.config, args.cfg_options)
+    model = build_model_from_config(args.config, cfg_options=args.cfg_options)
     info = detector_complexity_info(model, tuple(args.shape), show_table=args.per_layer,
                                     max_depth=args.max_depth)
     if args.per_layer:

@@ -40,7 +40,7 @@ plus the offset head, counted op by op (a ``ConvOffsetHead`` is one conv of
 ``docs/flops.md``.
 """
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -48,11 +48,12 @@ import torch
 from torch import Tensor, nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
-from mmengine.analysis.print_helper import (_format_size, complexity_stats_str,
-                                            complexity_stats_table)
+from mmengine.analysis.print_helper import complexity_stats_str, complexity_stats_table
 
 from ..layers import DeformableConv2d
 from ..ops import deform_conv2d
+from .private_api import (analyzer_cached_stats, analyzer_model, format_size,
+                          forward_replaced, mmengine_analyze, tracing_paused)
 
 # Multiply-adds per sampled value: bilinear interpolation weighs 4 corners.  The
 # corner weights themselves are computed once per point and shared by the C_in / G
@@ -142,14 +143,9 @@ class DeformConv2dCountingOp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input: Tensor, offset: Tensor, weight: Tensor, mask: Optional[Tensor],
                 bias: Optional[Tensor], layer: DeformableConv2d) -> Tensor:
-        # Private torch API, the one torch.jit's own tracer uses to pause itself.
-        state = torch._C._get_tracing_state()
-        torch._C._set_tracing_state(None)
-        try:
+        with tracing_paused():
             out = deform_conv2d(input, offset, weight, bias, layer.stride, layer.padding,
                                 layer.dilation, mask, backend=layer.backend)
-        finally:
-            torch._C._set_tracing_state(state)
         # The tracer records this node's body as a subgraph and must know the value
         # it returns: the clone, traced, reads `out` as a constant of that subgraph.
         # Returning `out` itself fails ("Cannot insert a Tensor that requires grad as
@@ -171,21 +167,15 @@ def _counting_forward(layer: DeformableConv2d, x: Tensor) -> Tensor:
 def deform_conv_as_one_op(model: nn.Module) -> Iterator[List[str]]:
     """Route every :class:`DeformableConv2d` in ``model`` through the counting op.
 
-    Patches ``forward`` on the instances (not the class) and restores it on exit.
+    Replaces ``forward`` on the instances (not the class) and restores it on exit.
     Yields the names of the patched layers.
     """
-    patched = [(name, m, vars(m).get('forward')) for name, m in model.named_modules()
-               if isinstance(m, DeformableConv2d)]
-    for _, m, _ in patched:
-        m.forward = partial(_counting_forward, m)
-    try:
-        yield [name for name, _, _ in patched]
-    finally:
-        for _, m, own in patched:
-            if own is None:
-                del m.forward
-            else:
-                m.forward = own
+    layers = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, DeformableConv2d)]
+    with ExitStack() as stack:
+        for _, m in layers:
+            stack.enter_context(forward_replaced(m, partial(_counting_forward, m)))
+        yield [name for name, _ in layers]
 
 
 class DeformableFlopAnalyzer(FlopAnalyzer):
@@ -206,10 +196,13 @@ class DeformableFlopAnalyzer(FlopAnalyzer):
         self.set_op_handle(**DEFORM_CONV_FLOP_HANDLES)
 
     def _analyze(self):
-        if self._stats is not None:
-            return self._stats
-        with deform_conv_as_one_op(self._model):
-            return super()._analyze()
+        # Overrides MMEngine's private JitModelAnalysis._analyze, the one method every
+        # query goes through (see private_api.mmengine_analyze).
+        stats = analyzer_cached_stats(self)
+        if stats is not None:
+            return stats
+        with deform_conv_as_one_op(analyzer_model(self)):
+            return mmengine_analyze(self)
 
 
 def _offset_head_name(module: nn.Module) -> Optional[str]:
@@ -232,7 +225,7 @@ def deformable_layer_flops(analyzer: DeformableFlopAnalyzer) -> List[dict]:
     kinds = (DeformableConv2d, DeformConv2d, ModulatedDeformConv2d)
     counts = analyzer.by_module_and_operator()
     rows = []
-    for name, module in analyzer._model.named_modules():
+    for name, module in analyzer_model(analyzer).named_modules():
         if not isinstance(module, kinds):
             continue
         by_op = counts.get(name, Counter())
@@ -268,8 +261,8 @@ def get_model_complexity_info(model: nn.Module, inputs: Union[Tensor, Tuple],
     table = ('\n' + complexity_stats_table(flops=analyzer, max_depth=max_depth,
                                            show_param_shapes=False)) if show_table else ''
     arch = ('\n' + complexity_stats_str(flops=analyzer)) if show_arch else ''
-    return dict(flops=flops, flops_str=_format_size(flops), params=params,
-                params_str=_format_size(params), out_table=table, out_arch=arch,
+    return dict(flops=flops, flops_str=format_size(flops), params=params,
+                params_str=format_size(params), out_table=table, out_arch=arch,
                 analyzer=analyzer)
 
 
@@ -304,14 +297,7 @@ def detector_complexity_info(model: nn.Module, shape: Tuple[int, int], **kwargs)
     :func:`get_model_complexity_info`.
     """
     inputs, data_samples = dummy_detector_inputs(model, shape)
-    had_forward = 'forward' in vars(model)
-    original = model.forward
     # The tracer calls model(inputs); the samples ride along as a keyword.
-    model.forward = partial(original, data_samples=data_samples, mode='tensor')
-    try:
+    with forward_replaced(model, partial(model.forward, data_samples=data_samples,
+                                         mode='tensor')):
         return get_model_complexity_info(model, inputs, **kwargs)
-    finally:
-        if had_forward:
-            model.forward = original
-        else:
-            del model.forward
