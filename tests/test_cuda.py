@@ -45,17 +45,27 @@ def test_cuda_autocast(dtype):
     assert torch.allclose(out.float(), expected, atol=5e-2, rtol=5e-2)
 
 
-def test_deterministic_mode_warns_on_mmcv_cuda():
+@pytest.mark.parametrize('amp', [False, True])
+def test_deterministic_mode_warns_on_mmcv_cuda(monkeypatch, amp):
     if not mmcv_impl.mmcv_cuda_available():
         pytest.skip('mmcv was built without CUDA')
     import mmdcn_plugin.ops.deform_conv as op_module
-    op_module._warned_nondeterministic = False  # it warns once per process
+    monkeypatch.setattr(op_module, '_warned_nondeterministic', False)  # warns once a process
     problem = _cuda(make_problem(dtype=torch.float32))
     torch.use_deterministic_algorithms(True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            deform_conv2d(**problem, backend='mmcv')
+            with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+                out = deform_conv2d(**problem, backend='mmcv')
     finally:
         torch.use_deterministic_algorithms(False)
+    assert out.dtype == (torch.float16 if amp else torch.float32)
     assert any('atomicAdd' in str(w.message) for w in caught)
+
+
+def test_mmcv_refuses_cuda_tensors_without_a_cuda_build():
+    if mmcv_impl.mmcv_cuda_available() or not mmcv_impl.mmcv_ops_available():
+        pytest.skip("needs mmcv's ops built without CUDA")
+    with pytest.raises(RuntimeError, match=r"backend 'mmcv' does not run on cuda tensors"):
+        deform_conv2d(**_cuda(make_problem(dtype=torch.float32)), backend='mmcv')

@@ -1,11 +1,15 @@
 """The functional op: every backend against the loop reference and mmcv, in float64."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+import mmdcn_plugin.ops.deform_conv as op_module
 from helpers import make_problem, output_and_grads, tensors_of
-from mmdcn_plugin.ops import available_backends, deform_conv2d, deform_conv2d_reference
-from mmdcn_plugin.ops.backends import mmcv_impl
+from mmdcn_plugin.ops import (available_backends, deform_conv2d, deform_conv2d_reference,
+                              inside_image, sampling_points)
+from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl
 
 HAS_MMCV = mmcv_impl.mmcv_ops_available()
 needs_mmcv = pytest.mark.skipif(not HAS_MMCV, reason="mmcv's compiled ops are not built")
@@ -177,9 +181,18 @@ def test_gradcheck_torch_backend(modulated):
 
 @pytest.mark.parametrize('backend', CPU_BACKENDS)
 @pytest.mark.parametrize('modulated', [False, True])
-def test_empty_batch(backend, modulated):
+def test_empty_batch_goes_to_the_pure_path(backend, modulated, monkeypatch):
+    """Whatever backend is asked for, an empty batch is served by 'torch' (the compiled
+    kernels do not all take one): the right shape, and zero gradients."""
+    called = []
+    for name, entry in list(BACKENDS.items()):
+        def spy(*args, _name=name, _fn=entry.fn):
+            called.append(_name)
+            return _fn(*args)
+        monkeypatch.setitem(BACKENDS, name, entry._replace(fn=spy))
     problem = make_problem(n=0, modulated=modulated)
     out = deform_conv2d(**problem, backend=backend)
+    assert called == ['torch']
     assert out.shape == (0, 6, 3, 6)
     out.sum().backward()
     assert problem['weight'].grad is not None
@@ -281,3 +294,100 @@ def test_zero_offsets_float32_match_reference_slopes(backend):
     _close(out, ref_out, tol=1e-5)
     for name in ref_grads:
         _close(grads[name], ref_grads[name], tol=1e-4)
+
+
+def test_sampling_points_follow_the_op_layout():
+    """The public grid helper (what OffsetStatsHook uses), element by element."""
+    problem = make_problem(**GEOMETRIES['k3x2-s2x1-g2-dg2-v2'])   # stride (2, 1), pad (1, 0)
+    offset = problem['offset'].detach()
+    y, x = sampling_points(offset, (3, 2), stride=(2, 1), padding=(1, 0))
+    n, _, h_out, w_out = offset.shape
+    assert y.shape == x.shape == (n, 2, 6, h_out, w_out)
+    for b, g, k, oy, ox in ((0, 0, 0, 0, 0), (1, 1, 5, 2, 5), (0, 1, 3, 1, 2)):
+        i, j = divmod(k, 2)
+        channel = 2 * (g * 6 + k)
+        assert y[b, g, k, oy, ox] == oy * 2 - 1 + i + offset[b, channel, oy, ox]
+        assert x[b, g, k, oy, ox] == ox + j + offset[b, channel + 1, oy, ox]
+    with pytest.raises(ValueError, match=r'2 \* kh \* kw = 18, got shape \(1, 17, 4, 4\)'):
+        sampling_points(torch.zeros(1, 17, 4, 4), 3)
+
+
+def test_inside_rule_is_the_ops():
+    """inside_image says which BORDER_POINTS the op reads (-1 and H are outside)."""
+    y = torch.tensor([p[0] for p in BORDER_POINTS] + [float('nan'), float('inf'), 1.0])
+    x = torch.tensor([p[1] for p in BORDER_POINTS] + [1.0, 1.0, float('-inf')])
+    expected = [False, False, True, True, True, True, True, True, False, False, False, True,
+                False, False, False]
+    assert inside_image(y, x, (4, 5)).tolist() == expected
+    # The same verdict from the loop reference: outside points read 0 (the map is > 0
+    # everywhere but at pixel (0, 0), which BORDER_POINTS[3] samples exactly).
+    out = deform_conv2d_reference(**_border_problem(BORDER_POINTS))[:, 0, 0, 0]
+    assert ((out != 0) | (torch.arange(len(BORDER_POINTS)) == 3)).tolist() == expected[:12]
+
+
+class _FakeCudaTensor(torch.Tensor):
+    """A CPU tensor that says it is on CUDA: all the op's dispatch looks at."""
+
+    @property
+    def device(self):
+        return torch.device('cuda', 0)
+
+
+def _on_fake_cuda(problem):
+    return {k: (v.detach().as_subclass(_FakeCudaTensor) if isinstance(v, torch.Tensor) else v)
+            for k, v in problem.items()}
+
+
+@pytest.fixture
+def fake_mmcv_cuda(monkeypatch):
+    """No GPU here: mmcv 'built with CUDA'; the mmcv and torch kernels record
+    (backend, input dtype) instead of running."""
+    calls = []
+
+    def recorder(name):
+        def kernel(input, offset, weight, bias, mask, geo):
+            calls.append((name, input.dtype))
+            return torch.zeros(geo.batch, geo.out_channels, *geo.out_size)
+        return kernel
+
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: True)
+    for name in ('mmcv', 'torch'):
+        monkeypatch.setitem(BACKENDS, name, BACKENDS[name]._replace(fn=recorder(name),
+                                                                    available=lambda: True))
+    monkeypatch.setattr(op_module, '_warned_nondeterministic', False)  # warns once a process
+    return calls
+
+
+@pytest.mark.parametrize('backend', ['mmcv', 'torch'])
+@pytest.mark.parametrize('amp', [False, True])
+def test_deterministic_mode_warns_on_mmcv_cuda_also_under_autocast(fake_mmcv_cuda, monkeypatch,
+                                                                  backend, amp):
+    if amp:  # what --amp does on a GPU: CUDA float16 autocast
+        monkeypatch.setattr(op_module, '_autocast_enabled', lambda device: device == 'cuda')
+        monkeypatch.setattr(op_module, '_autocast_dtype', lambda device: torch.float16)
+    problem = _on_fake_cuda(make_problem(dtype=torch.float32))
+    torch.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            deform_conv2d(**problem, backend=backend)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    # The kernel ran through the path under test: float16 only for mmcv under amp.
+    dtype = torch.float16 if amp and backend == 'mmcv' else torch.float32
+    assert fake_mmcv_cuda == [(backend, dtype)]
+    warned = [w for w in caught if 'atomicAdd' in str(w.message)]
+    assert len(warned) == (1 if backend == 'mmcv' else 0)
+
+
+def test_mmcv_without_cuda_refuses_a_cuda_tensor_before_its_kernel(fake_mmcv_cuda,
+                                                                   monkeypatch):
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)
+    problem = _on_fake_cuda(make_problem(dtype=torch.float32))
+    with pytest.raises(RuntimeError, match=r"backend 'mmcv' does not run on cuda tensors here "
+                                           r"\(it runs on: \['cpu'\]"):
+        deform_conv2d(**problem, backend='mmcv')
+    assert fake_mmcv_cuda == []
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: True)
+    deform_conv2d(**problem, backend='mmcv')
+    assert fake_mmcv_cuda == [('mmcv', torch.float32)]

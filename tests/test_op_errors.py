@@ -8,10 +8,10 @@ import torch
 
 from helpers import make_problem
 from mmdcn_plugin.ops import available_backends, deform_conv2d
-from mmdcn_plugin.ops.backends import resolve_backend
+from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl, resolve_backend
 from mmdcn_plugin.ops.backends.cpp_impl import extension_available
 
-BACKENDS = [b for b in available_backends() if b != 'auto']
+BACKEND_NAMES = [b for b in available_backends() if b != 'auto']
 
 
 def _base(**kw):
@@ -69,11 +69,33 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('backend', BACKENDS)
+class KernelReached(Exception):
+    pass
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Every backend's kernel replaced by a failure: validation must stop a call first.
+
+    Validation does not depend on the backend (it runs before one is chosen), so each
+    malformed case runs once, on whatever backend 'auto' picks.
+    """
+    def refuse(*args):
+        raise KernelReached('a backend kernel was reached')
+
+    for name, entry in list(BACKENDS.items()):
+        monkeypatch.setitem(BACKENDS, name, entry._replace(fn=refuse))
+
+
+def test_the_kernel_guard_catches_a_well_formed_call(no_kernel):
+    with pytest.raises(KernelReached):
+        deform_conv2d(**_base())
+
+
 @pytest.mark.parametrize('name,make,exc,match', CASES, ids=[c[0] for c in CASES])
-def test_bad_arguments_raise_before_the_kernel(backend, name, make, exc, match):
+def test_bad_arguments_raise_before_the_kernel(no_kernel, name, make, exc, match):
     with pytest.raises(exc, match=match):
-        deform_conv2d(**make(), backend=backend)
+        deform_conv2d(**make())
 
 
 def test_unknown_backend_is_named():
@@ -88,7 +110,7 @@ def test_backend_from_environment(monkeypatch):
     monkeypatch.setenv('MMDCN_BACKEND', 'torch')
     assert resolve_backend(None, torch.device('cpu')) == 'torch'
     monkeypatch.delenv('MMDCN_BACKEND')
-    assert resolve_backend(None, torch.device('cpu')) in BACKENDS
+    assert resolve_backend(None, torch.device('cpu')) in BACKEND_NAMES
 
 
 def test_available_backends_lists_auto_and_torch():
@@ -98,7 +120,6 @@ def test_available_backends_lists_auto_and_torch():
 
 def test_auto_dispatch_on_cuda_is_explicit(monkeypatch):
     """No GPU here: fake the device and mmcv's CUDA build; the choice is what we test."""
-    from mmdcn_plugin.ops.backends import mmcv_impl
     cuda = torch.device('cuda', 0)
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: True)
     assert resolve_backend('auto', cuda) == 'mmcv'
@@ -111,6 +132,30 @@ def test_auto_dispatch_on_cuda_is_explicit(monkeypatch):
         # The compiled kernels are CPU-only: never chosen for, nor accepted with, CUDA.
         with pytest.raises(RuntimeError, match=r"backend 'cpp' does not run on cuda"):
             resolve_backend('cpp', cuda)
+
+
+def test_mmcv_takes_cuda_tensors_only_when_built_with_cuda(monkeypatch):
+    """backend='mmcv' is checked against the tensor's device like every backend."""
+    monkeypatch.setitem(BACKENDS, 'mmcv', BACKENDS['mmcv']._replace(available=lambda: True))
+    cuda = torch.device('cuda', 0)
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)
+    with pytest.raises(RuntimeError, match=r"backend 'mmcv' does not run on cuda tensors here "
+                                           r"\(it runs on: \['cpu'\]; .*built with CUDA"):
+        resolve_backend('mmcv', cuda)
+    assert resolve_backend('mmcv', torch.device('cpu')) == 'mmcv'
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: True)
+    assert resolve_backend('mmcv', cuda) == 'mmcv'
+
+
+@pytest.mark.skipif(not mmcv_impl.mmcv_ops_available(), reason="mmcv's ops are not built")
+@pytest.mark.parametrize('version,with_cuda', [('not available', False),
+                                               ('rocm not available', False), ('', False),
+                                               ('12.1', True), ('11.8', True)])
+def test_mmcv_cuda_build_is_read_from_mmcv(monkeypatch, version, with_cuda):
+    """What mmcv's get_compiling_cuda_version says (csrc/pytorch/info.cpp) decides."""
+    import mmcv.ops
+    monkeypatch.setattr(mmcv.ops, 'get_compiling_cuda_version', lambda: version)
+    assert mmcv_impl.mmcv_cuda_available.__wrapped__() is with_cuda
 
 
 def test_tracing_uses_the_traceable_backend():

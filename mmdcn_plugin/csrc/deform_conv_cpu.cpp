@@ -15,7 +15,9 @@
 // Sampling rules (mmcv's, see mmdcn_plugin/ops/backends/sampling.py): a point is valid
 // only when -1 < y < H and -1 < x < W (NaN and inf fail that test, and nothing is cast
 // to int before it); corners come from floor; corners outside the image read 0; the
-// coordinate gradient is the slope between floor and floor + 1.
+// coordinate gradient is the slope between floor and floor + 1.  The Python definition
+// of the grid and of the inside rule is mmdcn_plugin/ops/sampling_rules.py
+// (sampling_points, inside_image); make_corners below restates the rule and must agree.
 //
 // Layout.  The kernels read the input channels-last ([N, H, W, C]), so the four corners
 // of a sampling point are four contiguous channel vectors, and the columns are
@@ -99,7 +101,8 @@ struct Corners {
 
 template <typename acc_t>
 inline bool make_corners(acc_t y, acc_t x, int64_t h, int64_t w, Corners<acc_t>& out) {
-  // Written so that NaN is invalid; no cast to int before this test.
+  // The inside rule of mmdcn_plugin/ops/sampling_rules.py (inside_image), written so
+  // that NaN is invalid; no cast to int before this test.
   if (!(y > -1 && y < static_cast<acc_t>(h) && x > -1 && x < static_cast<acc_t>(w))) {
     for (int i = 0; i < 4; ++i) {
       out.pixel[i] = -1;

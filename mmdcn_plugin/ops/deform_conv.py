@@ -86,8 +86,10 @@ def deform_conv2d(input: Tensor,
             ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes mmcv's
             CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise
             (``'cpp'``, this package's compiled CPU kernels, when they were built;
-            else ``'fast'``); ``'mmcv'`` forces mmcv's compiled kernels; ``'torch'`` is
-            pure PyTorch (any device, traceable).  See :func:`available_backends`.
+            else ``'fast'``); ``'mmcv'`` forces mmcv's compiled kernels (a CUDA tensor
+            is refused with a ``RuntimeError`` when mmcv was built without CUDA);
+            ``'torch'`` is pure PyTorch (any device, traceable).  See
+            :func:`available_backends`.
 
     Returns:
         Tensor[N, C_out, H_out, W_out]
@@ -116,7 +118,14 @@ def deform_conv2d(input: Tensor,
         # and back-propagates zeros into the parameters.
         name = 'torch'
     device_type = input.device.type
-    if _autocast_enabled(device_type):
+    autocast = _autocast_enabled(device_type)
+    if not autocast:
+        check_dtypes(input, offset, weight, bias, mask)
+    # Before either path runs: the autocast path (--amp) must warn as well.
+    if (device_type == 'cuda' and name == 'mmcv' and torch.are_deterministic_algorithms_enabled()
+            and torch.is_grad_enabled()):
+        _warn_nondeterministic()
+    if autocast:
         dtype = torch.float32
         if (device_type == 'cuda' and name == 'mmcv'
                 and _autocast_dtype(device_type) == torch.float16):
@@ -125,10 +134,6 @@ def deform_conv2d(input: Tensor,
                 for t in (input, offset, weight, bias, mask)]
         with torch.autocast(device_type, enabled=False):
             return BACKENDS[name].fn(cast[0], cast[1], cast[2], cast[3], cast[4], geo)
-    check_dtypes(input, offset, weight, bias, mask)
-    if (device_type == 'cuda' and name == 'mmcv' and torch.are_deterministic_algorithms_enabled()
-            and torch.is_grad_enabled()):
-        _warn_nondeterministic()
     return BACKENDS[name].fn(input, offset, weight, bias, mask, geo)
 
 

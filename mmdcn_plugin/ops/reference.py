@@ -9,6 +9,11 @@ with the rules of mmcv's CPU kernel, written out with Python control flow:
 
 Autograd through the 0-d coordinate tensors gives the coordinate gradient mmcv
 computes (the slope between ``floor`` and ``floor + 1``).  Use tiny sizes only.
+
+Deliberately independent: the sampling grid and the inside rule are written out
+again here instead of imported from :mod:`.sampling_rules`, so the tests compare
+every backend with a second, separate reading of mmcv's rules.  A mistake in the
+shared definition then shows up as a test failure instead of in both sides.
 """
 import math
 from typing import Optional
@@ -23,6 +28,7 @@ def _bilinear(img: Tensor, y: Tensor, x: Tensor) -> Tensor:
     """Sample ``img`` (Tensor[C, H, W]) at (y, x); returns Tensor[C]."""
     c, h, w = img.shape
     yf, xf = float(y.detach()), float(x.detach())
+    # The inside rule, restated on purpose (see the module docstring).
     if not (yf > -1 and yf < h and xf > -1 and xf < w):  # also false for NaN
         return img.new_zeros(c)
     y0, x0 = math.floor(yf), math.floor(xf)

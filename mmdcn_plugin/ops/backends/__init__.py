@@ -17,24 +17,31 @@ from .torch_impl import deform_conv2d_torch
 ENV_VAR = 'MMDCN_BACKEND'
 
 
+def _any_device() -> None:
+    return None
+
+
 class Backend(NamedTuple):
     fn: Callable
     available: Callable[[], bool]
     description: str
-    devices: Optional[Tuple[str, ...]] = None  # device types it runs on; None: any
+    # The device types it runs on here (None: any).  A function, because what a
+    # compiled backend takes depends on how it was built (mmcv with or without CUDA).
+    devices: Callable[[], Optional[Tuple[str, ...]]] = _any_device
 
 
 BACKENDS: Dict[str, Backend] = {
     'cpp': Backend(deform_conv2d_cpp, extension_available,
                    'compiled CPU kernels (optional extension): the CPU default when built',
-                   devices=('cpu',)),
+                   devices=lambda: ('cpu',)),
     'fast': Backend(deform_conv2d_fast, lambda: True,
                     'vectorised PyTorch with a hand-written backward: the CPU default '
                     'without the extension'),
     'torch': Backend(deform_conv2d_torch, lambda: True,
                      'pure PyTorch: any device, no compiled code, traceable'),
     'mmcv': Backend(deform_conv2d_mmcv, mmcv_ops_available,
-                    "mmcv's compiled kernels (CPU, and CUDA on GPU)"),
+                    "mmcv's compiled kernels: CPU, and CUDA when mmcv was built with CUDA",
+                    devices=lambda: mmcv_impl.mmcv_devices()),
 }
 
 # What 'auto' picks on the CPU, best first, among the available backends ('cpp' only
@@ -74,8 +81,8 @@ def resolve_backend(name, device: torch.device) -> str:
     if not BACKENDS[name].available():
         raise RuntimeError(f'backend {name!r} is not available on this machine '
                            f'(available: {available_backends()})')
-    devices = BACKENDS[name].devices
+    devices = BACKENDS[name].devices()
     if devices is not None and device.type not in devices:
-        raise RuntimeError(f'backend {name!r} does not run on {device.type} tensors '
-                           f'(it runs on: {list(devices)})')
+        raise RuntimeError(f'backend {name!r} does not run on {device.type} tensors here '
+                           f'(it runs on: {list(devices)}; {BACKENDS[name].description})')
     return name

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import DeformGeometry
+from ..sampling_rules import inside_image
 from .sampling import coordinate_dtype, sampling_coords
 
 _BILINEAR, _ZEROS = 0, 0  # grid_sampler's interpolation_mode and padding_mode codes
@@ -60,7 +61,7 @@ class _FastDeformConv(torch.autograd.Function):
         k, p = geo.kernel[0] * geo.kernel[1], geo.out_size[0] * geo.out_size[1]
         cdtype = coordinate_dtype(input.dtype)
         y, x = sampling_coords(offset, geo, cdtype, layout='ngkp')   # [N, G, K, P]
-        valid = (y > -1) & (y < h) & (x > -1) & (x < w)
+        valid = inside_image(y, x, (h, w))
         # Invalid points (outside, NaN, inf) are moved to (-2, -2): exactly zero there.
         far = torch.full((), -2.0, dtype=cdtype, device=input.device)
         y, x = torch.where(valid, y, far), torch.where(valid, x, far)

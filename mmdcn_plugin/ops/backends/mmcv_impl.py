@@ -14,7 +14,7 @@ not built.  This wrapper feeds the kernels only what they handle correctly:
 * mmcv has no bfloat16 kernels: bf16 tensors are computed in float32 and cast back.
 """
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -43,9 +43,17 @@ def mmcv_cuda_available() -> bool:
         return False
     try:
         from mmcv.ops import get_compiling_cuda_version
-        return get_compiling_cuda_version() not in ('not available', '', None)
+        version = get_compiling_cuda_version()
     except Exception:
         return False
+    # mmcv's csrc/pytorch/info.cpp: the CUDA runtime version when built with
+    # MMCV_WITH_CUDA, else 'not available' ('rocm not available' in some versions).
+    return bool(version) and 'not available' not in str(version)
+
+
+def mmcv_devices() -> Tuple[str, ...]:
+    """Device types mmcv's kernels take here: CPU, plus CUDA when built with CUDA."""
+    return ('cpu', 'cuda') if mmcv_cuda_available() else ('cpu',)
 
 
 def im2col_step_for(batch: int, limit: int = MAX_IM2COL_STEP) -> int:

@@ -3,7 +3,9 @@
 Shared by the pure-PyTorch backend (which differentiates through it with autograd)
 and the fast CPU backend (which differentiates by hand).  The rules are mmcv's:
 
-* A sampling point is *valid* only when ``-1 < y < H`` and ``-1 < x < W``.  Invalid
+* A sampling point is *valid* only when it is inside the image by
+  :func:`mmdcn_plugin.ops.sampling_rules.inside_image` (``-1 < y < H`` and
+  ``-1 < x < W``), the one definition of that rule.  Invalid
   points sample 0 and have a zero coordinate gradient, including points exactly on
   ``y == -1`` (where a naive bilinear still sees row 0 with weight 0 but a non-zero
   slope).  ``torch.where`` replaces invalid coordinates by 0, so NaN/inf offsets
@@ -22,6 +24,10 @@ import torch
 from torch import Tensor
 
 from ..checks import DeformGeometry
+from ..sampling_rules import coordinate_dtype, geometry_points, inside_image
+
+__all__ = ['Corner', 'coordinate_dtype', 'sampling_coords', 'bilinear_corners', 'mask_points',
+           'channels_last_rows', 'weight_matrix']
 
 
 class Corner(NamedTuple):
@@ -35,40 +41,21 @@ class Corner(NamedTuple):
     sign_x: float    # d wx / d x
 
 
-def coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Coordinates stay in float32 at least: bf16 cannot even represent pixel 257.5."""
-    return torch.promote_types(dtype, torch.float32)
-
-
 def sampling_coords(offset: Tensor, geo: DeformGeometry, dtype: torch.dtype,
                     layout: str = 'npkg'):
     """Absolute sampling coordinates ``(y, x)`` of ``dtype``.
 
+    The grid is :func:`mmdcn_plugin.ops.sampling_points`'s (through
+    :func:`~mmdcn_plugin.ops.sampling_rules.geometry_points`).
+
     ``layout='npkg'`` gives ``Tensor[N, P, K, G]`` (channels-last columns);
     ``'ngkp'`` gives ``Tensor[N, G, K, P]`` (im2col order, deform group first).
     """
-    n = geo.batch
-    kh, kw = geo.kernel
-    h_out, w_out = geo.out_size
-    k, g = kh * kw, geo.deform_groups
-    device = offset.device
-    # The regular grid of a plain convolution, per output position and kernel point.
-    oy = torch.arange(h_out, device=device, dtype=dtype) * geo.stride[0] - geo.padding[0]
-    ox = torch.arange(w_out, device=device, dtype=dtype) * geo.stride[1] - geo.padding[1]
-    ky = torch.arange(kh, device=device, dtype=dtype) * geo.dilation[0]
-    kx = torch.arange(kw, device=device, dtype=dtype) * geo.dilation[1]
-    base_y = (oy[:, None, None, None] + ky[None, None, :, None]).expand(h_out, w_out, kh, kw)
-    base_x = (ox[None, :, None, None] + kx[None, None, None, :]).expand(h_out, w_out, kh, kw)
-    # Offset channels are laid out [G, K, (dy, dx)].
-    off = offset.to(dtype).reshape(n, g, k, 2, h_out * w_out)
+    y, x = geometry_points(offset, geo, dtype)
+    y, x = y.flatten(3), x.flatten(3)                                # [N, G, K, P]
     if layout == 'ngkp':
-        base_y = base_y.reshape(h_out * w_out, k).t()
-        base_x = base_x.reshape(h_out * w_out, k).t()
-        return base_y + off[:, :, :, 0], base_x + off[:, :, :, 1]
-    base_y = base_y.reshape(1, h_out * w_out, k, 1)
-    base_x = base_x.reshape(1, h_out * w_out, k, 1)
-    off = off.permute(0, 4, 2, 1, 3)
-    return base_y + off[..., 0], base_x + off[..., 1]
+        return y, x
+    return y.permute(0, 3, 2, 1), x.permute(0, 3, 2, 1)
 
 
 def bilinear_corners(y: Tensor, x: Tensor, geo: DeformGeometry):
@@ -77,7 +64,7 @@ def bilinear_corners(y: Tensor, x: Tensor, geo: DeformGeometry):
     Differentiable in ``y`` and ``x`` (through ``wy``/``wx``) with mmcv's rules.
     """
     h, w, g = geo.height, geo.width, geo.deform_groups
-    valid = (y > -1) & (y < h) & (x > -1) & (x < w)
+    valid = inside_image(y, x, (h, w))
     zero = torch.zeros((), dtype=y.dtype, device=y.device)
     y = torch.where(valid, y, zero)
     x = torch.where(valid, x, zero)
