@@ -32,7 +32,6 @@ from mmdcn_plugin import DeformableConv2d
 from helpers import one_thread  # noqa: F401  (autouse fixture)
 from helpers import short_training_cfg
 from mmdcn_plugin.hooks import OffsetStats, OffsetStatsHook, offset_statistics
-from mmdcn_plugin.hooks.offset_stats_hook import sampling_geometry
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DCNV2 = osp.join(ROOT, 'configs', 'quickstart',
@@ -86,7 +85,7 @@ def test_calls_accumulate():
     for size in (4, 8):
         x = torch.randn(1, 2, size, size)
         offset, mask = layer.offset_head(x)
-        acc.update(offset, mask, sampling_geometry(layer.offset_head, x.shape[-2:], offset))
+        acc.update(offset, mask, layer.offset_head, x.shape[-2:])
     s = acc.summary()
     assert acc.points == 9 * (16 + 64)
     assert s['mean_px'] == pytest.approx(15 * 80 / 720, rel=1e-6)

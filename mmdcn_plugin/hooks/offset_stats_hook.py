@@ -6,9 +6,10 @@ Every ``interval`` training iterations it records, per :class:`DeformableConv2d`
 * ``mean_px`` / ``max_px``: mean and max offset magnitude ``|(dy, dx)|`` in pixels
   of the layer's input map;
 * ``outside_frac``: the fraction of sampling points outside the input map, by the
-  op's own validity rule (a point is inside only when ``-1 < y < H`` and
-  ``-1 < x < W``, with ``y`` = regular grid + ``dy``).  A plain 3x3 conv with
-  padding 1 already has points on the padding (``y = -1`` or ``y = H``): that is
+  op's own rule (:func:`mmdcn_plugin.ops.inside_image`: a point is inside only when
+  ``-1 < y < H`` and ``-1 < x < W``, with ``y`` = regular grid + ``dy``, as given by
+  :func:`mmdcn_plugin.ops.sampling_points`).  A plain 3x3 conv with padding 1
+  already has points on the padding (``y = -1`` or ``y = H``): that is
   the value at zero offsets, not an anomaly.  The rule is strict, so a point
   nudged from ``y = -1`` to ``y = -0.999`` counts as inside (it reads 0.1% of the
   edge pixel): the value drops as soon as offsets leave exact zero, and its trend
@@ -29,34 +30,17 @@ registered in ``before_train_iter`` of a logging iteration only and removed in i
 ``after_train_iter``; statistics are reduced to a few scalars inside the hook, so
 no offset tensor is kept.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmdet.registry import HOOKS
 
-from ..layers import DeformableConv2d
-from ..ops.backends.sampling import sampling_coords
-from ..ops.checks import DeformGeometry
+from ..layers import deformable_layers
+from ..ops import inside_image, sampling_points
 
 STAT_NAMES = ('mean_px', 'max_px', 'outside_frac', 'mask_mean')
-
-
-def sampling_geometry(head, input_size: Tuple[int, int], offset: Tensor) -> DeformGeometry:
-    """The op's geometry for an offset head's output (what ``sampling_coords`` needs).
-
-    Args:
-        head (BaseOffsetHead): carries kernel size, stride, padding, dilation and
-            deform groups of its deformable layer.
-        input_size ((H, W)): the layer's input map.
-        offset (Tensor[N, 2*G*kh*kw, H_out, W_out]).
-    """
-    n, _, h_out, w_out = offset.shape
-    return DeformGeometry(n, head.in_channels, int(input_size[0]), int(input_size[1]), 0,
-                          head.kernel_size, head.stride, head.padding, head.dilation, 1,
-                          head.deform_groups, (h_out, w_out))
 
 
 class OffsetStats:
@@ -75,20 +59,24 @@ class OffsetStats:
         self.mask_count = 0
 
     @torch.no_grad()
-    def update(self, offset: Tensor, mask: Optional[Tensor], geo: DeformGeometry) -> None:
+    def update(self, offset: Tensor, mask: Optional[Tensor], head,
+               input_size: Tuple[int, int]) -> None:
         """Add one call.
 
         Args:
             offset (Tensor[N, 2*G*kh*kw, H_out, W_out]): (dy, dx) pairs, mmcv's layout.
             mask (Tensor[N, G*kh*kw, H_out, W_out] or None): activated masks.
-            geo (DeformGeometry): from :func:`sampling_geometry`.
+            head (BaseOffsetHead): the head that returned them; it carries the
+                layer's kernel size, stride, padding and dilation.
+            input_size ((H, W)): the layer's input map.
         """
         offset = offset.detach().float()
         n, _, h_out, w_out = offset.shape
         pairs = offset.reshape(n, -1, 2, h_out * w_out)           # [N, G*K, (dy, dx), P]
         magnitude = pairs.pow(2).sum(2).sqrt()
-        y, x = sampling_coords(offset, geo, torch.float32)         # [N, P, K, G]
-        inside = (y > -1) & (y < geo.height) & (x > -1) & (x < geo.width)
+        y, x = sampling_points(offset, head.kernel_size, head.stride, head.padding,
+                               head.dilation)                      # [N, G, K, H_out, W_out]
+        inside = inside_image(y, x, input_size)
         self.points += magnitude.numel()
         self.magnitude_sum += magnitude.sum().item()
         self.magnitude_max = max(self.magnitude_max, magnitude.max().item())
@@ -119,15 +107,8 @@ def offset_statistics(offset: Tensor, mask: Optional[Tensor], head,
         input_size ((H, W)): spatial size of ``x``.
     """
     stats = OffsetStats()
-    stats.update(offset, mask, sampling_geometry(head, input_size, offset))
+    stats.update(offset, mask, head, input_size)
     return stats.summary()
-
-
-def deformable_layers(model) -> List[Tuple[str, DeformableConv2d]]:
-    """``(module path, layer)`` of every :class:`DeformableConv2d`, wrappers unwrapped."""
-    if is_model_wrapper(model):
-        model = model.module
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, DeformableConv2d)]
 
 
 @HOOKS.register_module()
@@ -174,7 +155,7 @@ class OffsetStatsHook(Hook):
 
         def record(head, inputs, output):
             offset, mask = output
-            stats.update(offset, mask, sampling_geometry(head, inputs[0].shape[-2:], offset))
+            stats.update(offset, mask, head, inputs[0].shape[-2:])
 
         return record
 
