@@ -13,6 +13,7 @@ from .engine import CPUDistributedDataParallel
 from .hooks import OffsetStatsHook, OffsetVisualizationHook, RNGStateHook
 from .datasets.bad_data import BadDataWarning
 from .datasets.transforms import SafeLoadImageFromFile
+from . import evaluation  # noqa: F401  (SafeCocoMetric, registered lazily)
 from . import analysis, visualization  # noqa: F401  (FLOPs; offset pictures)
 
 __all__ = ['__version__', 'deform_conv2d', 'available_backends', 'DeformableConv2d',

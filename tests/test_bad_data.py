@@ -15,8 +15,9 @@ import warnings
 
 import pytest
 
-from mmdcn_plugin.datasets.safe_coco import BadDataWarning, SafeCocoDataset
-from mmdcn_plugin.datasets.synthetic_coco import CLASSES, generate_synthetic_coco
+from mmdcn_plugin.datasets import BadDataWarning
+from mmdcn_plugin.datasets.safe_coco import SafeCocoDataset
+from mmdcn_plugin.synthetic import CLASSES, generate_synthetic_coco
 from mmdcn_plugin.datasets.transforms import SafeLoadImageFromFile  # noqa: F401 (registers)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -104,7 +105,7 @@ def test_zero_size_box_is_skipped_and_its_image_dropped(broken, side):
     def zero(data):
         ann(data, 1)['bbox'][side] = 0
     root = broken(zero)
-    with pytest.warns(BadDataWarning, match=r'zero-size box.*annotation id 1 \(image 000000'):
+    with pytest.warns(BadDataWarning, match=r'zero-size box.*annotation id 1 \(image id 1, 000000'):
         dataset = build(root)
     # mmdet kept image 1 with no objects; it is now filtered like an empty image.
     assert (len(dataset), num_instances(dataset)) == (5, 7)
@@ -141,7 +142,7 @@ def test_unknown_category_is_skipped(broken):
     root = broken(unknown)
     with pytest.warns(BadDataWarning,
                       match=r'category id not in "categories", skipped: '
-                            r'annotation id 1 \(image 000000\.png\) category id 99'):
+                            r'annotation id 1 \(image id 1, 000000\.png\) category id 99'):
         dataset = build(root)
     assert (len(dataset), num_instances(dataset)) == (5, 7)
 
@@ -218,8 +219,8 @@ def test_annotation_without_bbox_is_an_error_naming_it(broken):
     def no_bbox(data):
         del ann(data, 3)['bbox']
     root = broken(no_bbox)
-    with pytest.raises(ValueError,
-                       match=r"train\.json: annotations\[2\] \(id 3\) lacks \['bbox'\]"):
+    with pytest.raises(ValueError, match=r"train\.json: annotations\[2\] "
+                                         r"\(id 3, image id \d+\) lacks \['bbox'\]"):
         build(root)
 
 
@@ -284,3 +285,45 @@ def test_train_tool_on_a_file_with_several_problems(broken, tmp_path):
                      'partly outside the image, clipped: annotation id 3'):
         assert log.count(expected) == 1, expected
     assert 'coco/bbox_mAP' in log
+
+
+LAZY_CHECK = '''
+import sys
+import mmdcn_plugin
+from mmdet.registry import DATASETS, METRICS
+print('light', 'mmdet.datasets' not in sys.modules)
+dataset, metric = DATASETS.get('SafeCocoDataset'), METRICS.get('SafeCocoMetric')
+from mmdet.datasets import CocoDataset
+from mmdet.evaluation import CocoMetric
+print('classes', isinstance(dataset, type) and issubclass(dataset, CocoDataset),
+      isinstance(metric, type) and issubclass(metric, CocoMetric))
+print('registered', DATASETS.module_dict['SafeCocoDataset'] is dataset,
+      METRICS.module_dict['SafeCocoMetric'] is metric)
+'''
+
+
+def test_registry_holds_the_classes_imported_on_first_lookup():
+    """``import mmdcn_plugin`` stays light; the first lookup gives the class itself."""
+    out = subprocess.run([sys.executable, '-c', LAZY_CHECK], capture_output=True,
+                         text=True, check=True).stdout
+    assert 'light True' in out and 'classes True True' in out, out
+    assert 'registered True True' in out, out
+
+
+def test_registry_holds_the_class_once_mmdet_datasets_is_loaded():
+    from mmdet.registry import DATASETS, METRICS
+    from mmdcn_plugin.evaluation.coco_metric import SafeCocoMetric
+    assert DATASETS.get('SafeCocoDataset') is SafeCocoDataset
+    assert METRICS.get('SafeCocoMetric') is SafeCocoMetric
+
+
+def test_lazy_registration_uses_mmengine_internals():
+    """mmdcn_plugin/lazy_registry.py reads Registry._locations and _imported (mmengine
+    0.10.7); this fails loudly if a new mmengine renames them."""
+    from mmengine.registry import Registry
+    from mmdet.registry import DATASETS, METRICS
+    fresh = Registry('probe', locations=['json'])
+    assert fresh._locations == ['json'] and fresh._imported is False
+    assert 'mmdcn_plugin.datasets.safe_coco' in DATASETS._locations \
+        or 'mmdcn_plugin.datasets.safe_coco' in sys.modules
+    assert METRICS._imported or 'mmdcn_plugin.evaluation.coco_metric' in METRICS._locations

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mmdcn_plugin.datasets import synthetic_coco
-from mmdcn_plugin.datasets.synthetic_coco import (CLASSES, DEFORMATION_LEVELS,
-                                                  generate_synthetic_coco)
+from mmdcn_plugin.synthetic import coco as synthetic_coco
+from mmdcn_plugin.synthetic import (CLASSES, DEFORMATION_LEVELS,
+                                    generate_synthetic_coco)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_TRAIN, NUM_VAL = 6, 3

@@ -5,7 +5,7 @@ Example (from the repository root)::
     python tools/make_synthetic_coco.py --out-dir data/synthetic_coco \\
         --num-train 300 --num-val 60 --deformation strong
 
-See ``mmdcn_plugin/datasets/synthetic_coco.py`` for what is generated.
+See ``mmdcn_plugin/synthetic/coco.py`` for what is generated.
 """
 import argparse
 import importlib.util
@@ -14,13 +14,13 @@ import sys
 import time
 
 _MODULE_PATH = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                        'mmdcn_plugin', 'datasets', 'synthetic_coco.py')
+                        'mmdcn_plugin', 'synthetic', 'coco.py')
 
 
 def _load_generator():
-    """Return the ``synthetic_coco`` module.
+    """Return the generator module (``mmdcn_plugin/synthetic/coco.py``).
 
-    Importing ``mmdcn_plugin.datasets.synthetic_coco`` would first run
+    Importing ``mmdcn_plugin.synthetic.coco`` would first run
     ``mmdcn_plugin/__init__.py``, which pulls in torch and mmdet.  The generator
     itself needs only numpy and OpenCV, so the file next to this tool is loaded
     directly; this also works when the package is not installed.  The installed
@@ -32,8 +32,8 @@ def _load_generator():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
-    from mmdcn_plugin.datasets import synthetic_coco
-    return synthetic_coco
+    from mmdcn_plugin.synthetic import coco
+    return coco
 
 
 def parse_args(argv, levels):

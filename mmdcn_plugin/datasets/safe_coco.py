@@ -2,17 +2,19 @@
 
 mmdet 3.3's ``CocoDataset`` (measured on a 6-image synthetic set) drops bad
 annotations without a word, keeps out-of-image boxes unclipped, lets a missing
-image surface as a ``FileNotFoundError`` from the middle of an epoch, and fails on
+image surface as a ``FileNotFoundError`` from the middle of an epoch, fails on
 a broken annotation file with an error that does not name it (``JSONDecodeError``
 without the path; ``ValueError: need at least one array to concatenate`` for a file
-without ``'images'``).  This subclass keeps mmdet's parsing and decides, per case:
+without ``'images'``), and stops Mask R-CNN training with a bare ``KeyError: 'mask'``
+on an instance without ``segmentation``.  This subclass keeps mmdet's parsing and
+decides, per case (the rules themselves are in ``bad_data.py``, shared with
+``SafeCocoMetric``):
 
 * annotation file that is not JSON, not a JSON object, or lacks an ``'images'`` or
-  ``'categories'`` list, or whose images/annotations lack the keys COCO needs:
-  ``ValueError`` naming the file (and the JSON error position, or the item).
-* image listed but missing on disk: skipped, with a warning naming the file.  In
-  test mode the evaluator still reads the annotation file, so the warning says its
-  objects will count as missed.
+  ``'categories'`` list, whose items lack the keys COCO needs, have ids that are not
+  ints, repeat an id, or whose image has a non-positive size: ``ValueError`` naming
+  the file and the item (annotation id and image id).
+* image listed but missing on disk: skipped, with a warning naming the file.
 * category id not in the file's ``'categories'``: annotation skipped, warning
   naming the annotation id and the category id.  (A category that is listed but not
   among ``metainfo['classes']`` is a deliberate subset and stays silent, as in mmdet.)
@@ -21,6 +23,13 @@ without ``'images'``).  This subclass keeps mmdet's parsing and decides, per cas
   skipped with a warning (mmdet would fail deep inside).
 * box partly outside the image: clipped to the image, with a warning; wholly outside
   (nothing of at least 1 px left): skipped, with a warning.
+* ``iscrowd: 1``: kept as an ignored instance (mmdet: ``ignore_flag=1``, moved to
+  ``ignored_instances`` by ``PackDetInputs``); ``ignore: 1``: not used at all, as in
+  mmdet.  Both silent: they are valid COCO.
+* when the pipeline loads masks: an instance without a usable mask (no
+  ``segmentation``, an empty list, no polygon of 3 points, RLE of the wrong size) is
+  ignored like a crowd region, with one warning; polygon parts of fewer than 3 points
+  are dropped from the others, with a warning.  See ``bad_data.py`` for why.
 * image without annotations: kept in test mode; in training dropped by
   ``filter_cfg.filter_empty_gt`` as in mmdet, logged at INFO.  Unlike mmdet, an
   image whose annotations were *all* skipped above is dropped too (mmdet kept such an
@@ -34,67 +43,24 @@ examples, so a file with 1000 bad boxes gives one line, not 1000.  Python
 ``warnings`` (rather than the MMEngine logger) so that a run can make bad data fatal
 with ``warnings.simplefilter('error', BadDataWarning)`` and tests can catch them.
 
-A corrupt image is only found when the pipeline reads it; see
-``SafeLoadImageFromFile`` in ``transforms.py``.
+A corrupt image is only found when the pipeline reads it: the dataset runs each
+``LoadImageFromFile`` of its pipeline as ``SafeLoadImageFromFile`` (``transforms.py``),
+so configs can keep mmdet's name, which ``DetInferencer`` requires.
 """
-import json
 import logging
-import math
 import os.path as osp
-import warnings
-from collections import defaultdict
 from typing import List, Optional, Union
 
+from mmcv.transforms import LoadImageFromFile
 from mmengine.fileio import exists
 from mmengine.logging import print_log
 
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
+from mmdet.registry import DATASETS
 
-from .bad_data import BadDataWarning
-
-MAX_EXAMPLES = 3
-
-
-def _json_error_message(path: str, err: json.JSONDecodeError) -> str:
-    return (f'annotation file {path} is not valid JSON: {err.msg} at line {err.lineno} '
-            f'column {err.colno} (char {err.pos})')
-
-
-def read_coco_json(path: str) -> dict:
-    """Read a COCO annotation file and check the structure ``COCO`` relies on.
-
-    Raises ``ValueError`` naming ``path`` (and the JSON error position, or the first
-    malformed item) instead of the ``JSONDecodeError``/``KeyError`` pycocotools gives.
-    """
-    with open(path, encoding='utf-8') as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(_json_error_message(path, err)) from None
-    if not isinstance(data, dict):
-        raise ValueError(f'annotation file {path} holds a JSON {type(data).__name__}; '
-                         "a COCO file is an object with 'images', 'annotations' and "
-                         "'categories'")
-    for key in ('images', 'categories'):
-        if not isinstance(data.get(key), list):
-            found = 'has no' if key not in data else f'has a non-list {key!r} in'
-            raise ValueError(f'annotation file {path} {found} {key!r} '
-                             f"(top-level keys: {sorted(data)}); a COCO file needs "
-                             f'a list of {key}')
-    if not isinstance(data.get('annotations', []), list):
-        raise ValueError(f"annotation file {path}: 'annotations' is not a list")
-    required = (('images', ('id', 'file_name', 'width', 'height')),
-                ('annotations', ('id', 'image_id', 'category_id', 'bbox')),
-                ('categories', ('id', 'name')))
-    for section, keys in required:
-        for index, item in enumerate(data.get(section, [])):
-            missing = [k for k in keys if not isinstance(item, dict) or k not in item]
-            if missing:
-                raise ValueError(f'annotation file {path}: {section}[{index}] '
-                                 f'(id {item.get("id") if isinstance(item, dict) else None}) '
-                                 f'lacks {missing}')
-    return data
+from ..lazy_registry import register_class
+from .bad_data import ProblemLog, check_box, check_mask, read_coco_json
 
 
 class CheckedCOCO(COCO):
@@ -103,32 +69,30 @@ class CheckedCOCO(COCO):
     def __init__(self, annotation_file: Optional[str] = None):
         super().__init__(annotation_file=None)
         if annotation_file is not None:
-            self.dataset = read_coco_json(annotation_file)
-            self.createIndex()
-            # mmdet's aliases were bound to the empty indexes createIndex replaced.
-            self.img_ann_map = self.imgToAnns
-            self.cat_img_map = self.catToImgs
+            self.set_dataset(read_coco_json(annotation_file))
+
+    def set_dataset(self, data: dict) -> None:
+        """Index ``data`` (a checked COCO dict) as if it had been read from a file."""
+        self.dataset = data
+        self.createIndex()
+        # mmdet's aliases were bound to the empty indexes createIndex replaced.
+        self.img_ann_map = self.imgToAnns
+        self.cat_img_map = self.catToImgs
 
 
-class _ProblemLog:
-    """Counts problems by kind and keeps the first few examples of each."""
+def safe_pipeline(pipeline):
+    """``pipeline`` with each ``LoadImageFromFile`` replaced by ``SafeLoadImageFromFile``.
 
-    def __init__(self):
-        self.counts = defaultdict(int)
-        self.examples = defaultdict(list)
-
-    def add(self, kind: str, example: str) -> None:
-        self.counts[kind] += 1
-        if len(self.examples[kind]) < MAX_EXAMPLES:
-            self.examples[kind].append(example)
-
-    def emit(self, source: str) -> None:
-        for kind, count in self.counts.items():
-            more = f'; and {count - MAX_EXAMPLES} more' if count > MAX_EXAMPLES else ''
-            warnings.warn(f'{source}: {count} {kind}: {"; ".join(self.examples[kind])}{more}',
-                          BadDataWarning, stacklevel=3)
+    Configs keep mmdet's name, which ``DetInferencer`` looks for (it swaps that step
+    for its own loader); datasets built from them read images the safe way.
+    """
+    names = ('LoadImageFromFile', 'mmcv.LoadImageFromFile', LoadImageFromFile)
+    return [dict(step, type='SafeLoadImageFromFile')
+            if isinstance(step, dict) and step.get('type') in names else step
+            for step in pipeline]
 
 
+@register_class(DATASETS)
 class SafeCocoDataset(CocoDataset):
     """``CocoDataset`` that skips, clips or rejects bad items and says which.
 
@@ -138,9 +102,16 @@ class SafeCocoDataset(CocoDataset):
 
     COCOAPI = CheckedCOCO
 
+    def __init__(self, *args, pipeline=(), **kwargs):
+        super().__init__(*args, pipeline=safe_pipeline(pipeline), **kwargs)
+
+    def _loads_masks(self) -> bool:
+        return any(getattr(t, 'with_mask', False) for t in self.pipeline.transforms)
+
     def load_data_list(self) -> List[dict]:
-        self._problems = _ProblemLog()
+        self._problems = ProblemLog()
         self._links_checked = False
+        self._with_masks = self._loads_masks()
         data_list = super().load_data_list()
         self._num_listed = len(data_list)
         # parse_data_info returns None for an image it skips.
@@ -170,8 +141,8 @@ class SafeCocoDataset(CocoDataset):
         if not exists(img_path, backend_args=self.backend_args):
             kind = 'images missing on disk, skipped'
             if self.test_mode:
-                kind += (' (an evaluator reading the annotation file counts their '
-                         'objects as missed)')
+                kind += (' (SafeCocoMetric leaves them out of the score; mmdet\'s '
+                         'CocoMetric counts their objects as missed)')
             self._problems.add(kind, f'{img_path} (image id {img_info["img_id"]})')
             return None
         anns = [ann for ann in (self._check_annotation(ann, img_info)
@@ -182,44 +153,13 @@ class SafeCocoDataset(CocoDataset):
         return data_info
 
     def _check_annotation(self, ann: dict, img_info: dict) -> Optional[dict]:
-        """Return the annotation (clipped if needed) or None after logging why not."""
+        """The annotation (clipped, or ignored for want of a mask) or None (logged why)."""
         if ann.get('ignore', False):
-            return ann
-        where = f'annotation id {ann["id"]} (image {img_info["file_name"]})'
-        cat_id = ann['category_id']
-        if cat_id not in self.coco.cats:
-            self._problems.add('annotations with a category id not in "categories", skipped',
-                               f'{where} category id {cat_id!r}')
-            return None
-        bbox = ann['bbox']
-        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-            self._problems.add('annotations whose bbox is not 4 finite numbers, skipped',
-                               f'{where} bbox {bbox!r}')
-            return None
-        x, y, w, h = bbox
-        if w < 1 or h < 1:
-            self._problems.add('annotations with a zero-size box (w or h < 1 px), skipped',
-                               f'{where} bbox {bbox}')
-            return None
-        area = ann.get('area')
-        if not isinstance(area, (int, float)) or area <= 0:
-            self._problems.add('annotations with area <= 0 or missing, skipped',
-                               f'{where} area {area!r}')
-            return None
-        width, height = img_info['width'], img_info['height']
-        x1, y1 = max(x, 0.0), max(y, 0.0)
-        x2, y2 = min(x + w, width), min(y + h, height)
-        if (x1, y1, x2, y2) == (x, y, x + w, y + h):
-            return ann
-        if x2 - x1 < 1 or y2 - y1 < 1:
-            self._problems.add('annotations with a box outside the image, skipped',
-                               f'{where} bbox {bbox} in {width}x{height}')
-            return None
-        clipped = [x1, y1, x2 - x1, y2 - y1]
-        self._problems.add('annotations with a box partly outside the image, clipped',
-                           f'{where} bbox {bbox} -> {clipped} in {width}x{height}')
-        return dict(ann, bbox=clipped)
+            return ann  # mmdet's parse_data_info leaves it out
+        ann = check_box(ann, img_info, self.coco.cats, self._problems)
+        if ann is not None and self._with_masks:
+            ann = check_mask(ann, img_info, self._problems)
+        return ann
 
     def filter_data(self) -> List[dict]:
         data_list = super().filter_data()
