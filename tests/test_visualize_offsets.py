@@ -1,4 +1,4 @@
-"""Offset pictures (mmdcn_plugin/visualization/offsets.py, tools/visualize_offsets.py, the hook)."""
+"""Offset pictures (mmdcn_plugin/visualization/, tools/visualize_offsets.py, the hook)."""
 import glob
 import importlib.util
 import os.path as osp
@@ -82,6 +82,29 @@ def test_trace_to_image_pixels():
     # Deformable point 0 at (3.5, 2.0) in A's 8x8 input: network x4, image /2.
     assert t.deformable_xy[0].tolist() == [4.0, 7.0]
     assert t.regular_xy[0].tolist() == [-2.0, 2.0]
+
+
+def test_split_modules_keep_the_old_import_paths():
+    """visualization/offsets.py was split by job; what users imported still imports."""
+    from mmdcn_plugin import visualization
+    from mmdcn_plugin.visualization import offsets
+    from mmdcn_plugin.layers import deformable_layers
+    from mmdcn_plugin.hooks import offset_stats_hook
+    for name in ('LayerCapture', 'TracedPoint', 'capture_layers', 'check_layer_name',
+                 'deformable_layers', 'init_model', 'read_image', 'save_figures',
+                 'trace_image_point', 'trace_sampling_points', 'visualize_offsets',
+                 'zero_offsets'):
+        assert getattr(offsets, name) is getattr(visualization, name), name
+    assert offsets.deformable_layers is deformable_layers
+    assert offset_stats_hook.deformable_layers is deformable_layers
+
+
+def test_response_map_needs_the_output():
+    layer = capture('a', (4, 4), (4, 4), lambda k: (0.0, 0.0))
+    with pytest.raises(ValueError, match=r"layer 'a': expected a capture with its output"):
+        layer.response_map()
+    layer.output = torch.tensor([[[1.0, -3.0]], [[-1.0, 1.0]]])    # [C=2, 1, 2]
+    assert layer.response_map().tolist() == [[1.0, 2.0]]
 
 
 def test_trace_rejects_empty_and_bad_group():
