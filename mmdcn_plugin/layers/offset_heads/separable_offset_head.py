@@ -2,7 +2,7 @@
 
 The classic head (:class:`ConvOffsetHead`) is a dense ``k x k`` convolution from
 ``C`` channels to ``3*G*k*k`` offsets and mask logits: ``C * 27 * 9`` weights for a
-3x3 DCNv2, about 62k at 256 channels, as many as a sixth of the main conv, and it
+3x3 DCNv2, about 62k at 256 channels, about a tenth of the main conv (590k), and it
 sees only the main conv's own ``k x k`` window.  This head factorises it:
 
     depthwise k x k conv (stride and dilation of the main conv, times

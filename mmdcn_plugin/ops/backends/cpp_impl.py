@@ -4,9 +4,9 @@ The kernels of ``mmdcn_plugin/csrc/deform_conv_cpu.cpp`` (multi-threaded with
 ``at::parallel_for``, so they follow ``torch.set_num_threads``) do the bilinear
 sampling and its adjoint with mmcv's rules, border included; the weight is applied
 by the same GEMMs an im2col convolution uses.  The work goes block by block of
-output positions (about 1 MiB of columns each), so the columns of a block are
-still in cache when the GEMM reads them, and nothing of the size of the whole
-columns (``N*C*K*P``) is allocated:
+output positions (about 2 MiB of columns each, ``kBlockBytes`` in the kernel), so
+the columns of a block are still in cache when the GEMM reads them, and nothing of
+the size of the whole columns (``N*C*K*P``) is allocated:
 
 * forward: per block, sample the columns (channels-last, ``[P, K*C/groups]`` per
   conv group) and one GEMM per conv group writes the block's outputs;
@@ -99,7 +99,7 @@ def deform_conv2d_cpp(input: Tensor, offset: Tensor, weight: Tensor, bias: Optio
                       mask: Optional[Tensor], geo: DeformGeometry, block: int = 0) -> Tensor:
     """Deformable convolution with the compiled CPU kernels (CPU tensors only).
 
-    ``block`` is the number of output positions per block (0: about 1 MiB of
+    ``block`` is the number of output positions per block (0: about 2 MiB of
     columns); any value gives the same result, tests use small ones.
     """
     if input.device.type != 'cpu':
