@@ -4,7 +4,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -23,30 +22,36 @@ def _run(args, cwd, ok=True):
     return proc
 
 
-def sleeper(seconds):
-    def fn(x, w, o, m):
-        time.sleep(seconds)
-        return x * 1.0
-    return fn
+def noop(x, w, o, m):
+    return x
 
 
-def test_run_ops_reports_medians_and_ratios_to_the_plain_conv():
-    """A candidate that takes 15 times as long as the 'conv' shows it, in both modes."""
-    rows = run_ops(shapes=['c5'], repeat=3, warmup=0,
-                   available={'conv': sleeper(0.002), 'slow': sleeper(0.03)})
-    assert [(r['mode'], r['candidate']) for r in rows] == [
-        ('fwd', 'conv'), ('fwd', 'slow'), ('fwd+bwd', 'conv'), ('fwd+bwd', 'slow')]
-    for slow in (r for r in rows if r['candidate'] == 'slow'):
-        assert slow['median_ms'] >= 30
-        conv = next(r for r in rows if r['candidate'] == 'conv' and r['mode'] == slow['mode'])
-        assert slow['vs_conv'] == pytest.approx(slow['median_ms'] / conv['median_ms'], rel=0.05)
-        assert slow['vs_conv'] > 3
+def test_run_ops_interleaves_candidates_and_reports_medians_and_ratios():
+    """A fake timer: 'slow' takes 20 times as long as 'conv' in the median."""
+    seconds = {'conv': [0.002, 0.004, 0.003], 'slow': [0.03, 0.09, 0.06]}
+    calls = []
+
+    def timer(fn, inputs, mode, device):
+        name = 'conv' if fn is conv else 'slow'
+        calls.append((mode, name))
+        return seconds[name][sum(c == (mode, name) for c in calls) - 1]
+
+    conv, slow = (lambda *a: noop(*a)), (lambda *a: noop(*a))
+    rows = run_ops(shapes=['c5'], repeat=3, warmup=0, available={'conv': conv, 'slow': slow},
+                   timer=timer)
+    # Every repetition times each candidate once, in turn (drift hits both alike).
+    assert calls == [('fwd', 'conv'), ('fwd', 'slow')] * 3 + \
+        [('fwd+bwd', 'conv'), ('fwd+bwd', 'slow')] * 3
+    assert [(r['mode'], r['candidate'], r['median_ms'], r['vs_conv']) for r in rows] == [
+        ('fwd', 'conv', 3.0, 1.0), ('fwd', 'slow', 60.0, 20.0),
+        ('fwd+bwd', 'conv', 3.0, 1.0), ('fwd+bwd', 'slow', 60.0, 20.0)]
+    assert all(r['nchw'] == '2x512x13x21' for r in rows)
 
 
 def test_run_ops_refuses_unknown_names():
     with pytest.raises(ValueError, match=r"candidates: expected names among \['conv', "
                                          r"'slow'\], got \['nope'\]"):
-        run_ops(candidates=['nope'], available={'conv': sleeper(0), 'slow': sleeper(0)})
+        run_ops(candidates=['nope'], available={'conv': noop, 'slow': noop})
     with pytest.raises(ValueError, match=r"shapes: expected names among .*got \['c9'\]"):
         run_ops(shapes=['c9'])
 

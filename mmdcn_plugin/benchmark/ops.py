@@ -134,7 +134,8 @@ def peak_memory_in_child(shape_name: str, candidate: str, dtype: str) -> float:
 def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] = ('c3',),
             candidates: Optional[Sequence[str]] = None, repeat: int = 7, warmup: int = 2,
             memory: bool = False, log: Callable[[str], None] = _no_log,
-            available: Optional[Dict[str, Candidate]] = None) -> List[dict]:
+            available: Optional[Dict[str, Candidate]] = None,
+            timer: Callable[..., float] = time_once) -> List[dict]:
     """Median time of every candidate per shape and mode, and its ratio to ``'conv'``.
 
     Candidates are interleaved within every repetition (so drift hits all alike).
@@ -143,6 +144,7 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
         candidates: names to time (``'conv'`` is always timed); default: all.
         available: name -> candidate; default :func:`op_candidates` (tests pass
             their own).
+        timer: ``timer(fn, inputs, mode, device)`` -> seconds; default :func:`time_once`.
 
     Returns:
         list of dicts: ``shape``, ``nchw``, ``mode``, ``candidate``, ``median_ms``,
@@ -170,11 +172,11 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
             times = {name: [] for name in cands}
             for fn in cands.values():
                 for _ in range(warmup):
-                    time_once(fn, inputs, mode, device)
+                    timer(fn, inputs, mode, device)
             for rep in range(repeat):
                 log(f'[ops] {shape_name} {mode}: repetition {rep + 1}/{repeat}')
                 for name, fn in cands.items():
-                    times[name].append(time_once(fn, inputs, mode, device))
+                    times[name].append(timer(fn, inputs, mode, device))
             conv = statistics.median(times['conv'])
             for name, ts in times.items():
                 med = statistics.median(ts)
