@@ -5,6 +5,7 @@ References:
     Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results", CVPR 2019.
 """
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -21,6 +22,21 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f'{name} must be a positive int, got {value!r}')
     return value
+
+
+def _resolve_deform_groups(deform_groups, deformable_groups):
+    """``deform_groups``, given under either spelling (mmcv's ``deprecated_api_warning``)."""
+    if deformable_groups is None:
+        return 1 if deform_groups is None else deform_groups
+    _positive_int(deformable_groups, 'deformable_groups')
+    if deform_groups is not None and deform_groups != deformable_groups:
+        raise ValueError(f'deform_groups={deform_groups!r} and its deprecated spelling '
+                         f'deformable_groups={deformable_groups!r} disagree; give only '
+                         'deform_groups')
+    warnings.warn('DeformableConv2d: deformable_groups is deprecated, use deform_groups '
+                  f'(got deformable_groups={deformable_groups!r})', DeprecationWarning,
+                  stacklevel=3)
+    return deformable_groups
 
 
 @MODELS.register_module()
@@ -44,12 +60,17 @@ class DeformableConv2d(nn.Module):
         in_channels (int), out_channels (int), kernel_size (int or pair),
         stride, padding, dilation (int or pair), groups (int): as ``nn.Conv2d``.
         deform_groups (int): groups of input channels sharing one offset field.
+            Default: 1.
         bias (bool): learn a bias. Default: False (mmdet's backbones use norms).
         modulated (bool): DCNv2 (True, with masks) or DCNv1 (False). Default: True.
         offset_head (dict or None): ``dict(type=..., **options)`` of a head registered
             in ``mmdet.registry.MODELS``; the layer adds its own geometry.
             Default: ``dict(type='ConvOffsetHead')``.
         backend (str or None): see :func:`mmdcn_plugin.ops.deform_conv2d`.
+        deformable_groups (int, deprecated): mmcv's old spelling of ``deform_groups``,
+            still used by some of mmdet's configs (SOLOv2, TOOD).  Accepted with a
+            ``DeprecationWarning``, as mmcv does; giving both spellings with different
+            values is an error.
 
     Shapes:
         x (Tensor[N, in_channels, H, W]) -> Tensor[N, out_channels, H_out, W_out]
@@ -58,10 +79,11 @@ class DeformableConv2d(nn.Module):
     _version = 1
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, deform_groups: int = 1, bias: bool = False,
-                 modulated: bool = True, offset_head: Optional[dict] = None,
-                 backend: Optional[str] = None):
+                 dilation=1, groups: int = 1, deform_groups: Optional[int] = None,
+                 bias: bool = False, modulated: bool = True, offset_head: Optional[dict] = None,
+                 backend: Optional[str] = None, *, deformable_groups: Optional[int] = None):
         super().__init__()
+        deform_groups = _resolve_deform_groups(deform_groups, deformable_groups)
         self.in_channels = _positive_int(in_channels, 'in_channels')
         self.out_channels = _positive_int(out_channels, 'out_channels')
         self.groups = _positive_int(groups, 'groups')
