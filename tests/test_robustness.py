@@ -302,7 +302,7 @@ def test_tool_end_to_end(data, checkpoints, plain, tmp_path, capsys):
             '--cfg-options', *[f'{k}={v}' for k, v in _data_options(data).items()]]
     assert _tool().run(argv) == 0
     err = capsys.readouterr().err
-    assert '2/2 images' in err and 'checkpoint 2/2' in err
+    assert '2/2 images' in err and 'checkpoint 2/2' in err and 'rotate_0: 1/1 test batches' in err
     with open(out / 'robustness_rotate.csv') as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ['checkpoint', 'value', 'bbox_mAP', 'mAP50', 'mAP75', 'n_instances']

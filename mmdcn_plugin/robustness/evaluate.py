@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Iterator, List, Optional, Sequence
 
+from mmengine.hooks import Hook
+
 from .split import split_name, write_transformed_split
 from .transforms import FILL, MIN_VISIBLE, check_fill, check_transform, parse_values
 
@@ -122,6 +124,20 @@ def _build_runner(cfg, checkpoint: str, work_dir: str, name: str, verbose: bool)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
+class _TestProgress(Hook):
+    """``<split>: i/n test batches`` about ten times per run (MMEngine's own lines are off)."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self):
+        self.label = ''
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        total = len(runner.test_loop.dataloader)
+        if (batch_idx + 1) % max(1, total // 10) == 0 or batch_idx + 1 == total:
+            log(f'{self.label}: {batch_idx + 1}/{total} test batches')
+
+
 def _quiet(verbose: bool):
     """pycocotools prints its summary table on stdout: keep it only when verbose."""
     return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
@@ -145,7 +161,11 @@ def evaluate_on_splits(cfg, checkpoint: str, splits: Sequence[dict], work_dir: s
         name (str): the run's experiment and visualizer name (unique in the process).
     """
     runner = _build_runner(point_at_split(cfg, splits[0]), checkpoint, work_dir, name, verbose)
+    progress = _TestProgress()
+    if not verbose:
+        runner.register_hook(progress)
     for i, split in enumerate(splits):
+        progress.label = osp.basename(osp.normpath(split['data_root']))
         with _quiet(verbose):
             if i == 0:
                 metrics = runner.test()
