@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import QUICK_DCNV2, ROOT, one_thread  # noqa: F401  (one_thread: fixture)
-from mmdcn_plugin.robustness import (by_stage, coco_samples, count_on_object,
+from mmdcn_plugin.robustness import (IDENTITY, by_stage, coco_samples, count_on_object,
                                      evaluate_checkpoint, evaluate_on_splits, interior_point,
                                      load_config, on_object_fractions, parse_values, rasterize,
                                      tight_box, transform_annotations, transform_matrix,
@@ -83,8 +83,9 @@ def test_bad_fill(fill):
 
 
 # ------------------------------------------------------------------ geometry
-@pytest.mark.parametrize('transform, value', [('rotate', 0), ('scale', 1), ('shear', 0)])
+@pytest.mark.parametrize('transform, value', sorted(IDENTITY.items()))
 def test_identity_matrix_is_exact(transform, value):
+    assert (transform, value) in {('rotate', 0), ('scale', 1), ('shear', 0)}
     matrix = transform_matrix(transform, value, 128, 96)
     assert np.array_equal(matrix, [[1, 0, 0], [0, 1, 0]])
 
