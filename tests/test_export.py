@@ -155,27 +155,79 @@ def tool():
     return load_tool()
 
 
-def test_cli_exports_quickstart_backbone(tool, tmp_path, capsys):
+def run_tool(tool, capsys, *args):
+    code = tool.main([*map(str, args), '--repeat', '1'])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize('opset, extra, mode, nodes', [
+    (19, [], 'native', 13),
+    (17, [], 'gather', 0),  # the fallback below opset 19
+    (19, ['--deform-conv', 'gather'], 'gather', 0),  # the explicit switch
+], ids=['native-19', 'fallback-17', 'gather-19'])
+def test_cli_exports_quickstart_backbone(tool, tmp_path, capsys, opset, extra, mode, nodes):
     out = tmp_path / 'backbone.onnx'
-    assert tool.main([QUICK_DCN, '--shape', '128', '128', '--out', str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "13 DeformableConv2d layer(s) set to backend='torch'" in printed
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--opset', opset, '--out', out,
+                                  *extra)
+    assert code == 0, printed + err
+    assert f'opset {opset}, torchscript exporter, deformable convolutions as {mode}' in printed
+    assert f'DeformConv nodes: {nodes} for 13 deformable layer(s)\n' in printed
     assert printed.count('max abs error') == 4  # one line per ResNet stage
-    assert out.exists()
+    assert 'file size: ' in printed and 'onnxruntime' in printed and 'PyTorch' in printed
+    from mmdcn_plugin.deploy import op_counts
+    assert op_counts(str(out))['DeformConv'] == nodes
+    if mode == 'native':
+        assert data_gathers(out) == 0  # no gather graph left beside the nodes
+    else:
+        assert data_gathers(out) >= 13 * 4  # four bilinear corners per layer
+
+
+def data_gathers(path) -> int:
+    """Gather nodes that read tensor data (not a shape): the gather graph's sampling."""
+    import onnx
+    graph = onnx.load(str(path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    return sum(1 for node in graph.node if node.op_type.startswith('Gather')
+               and producer.get(node.input[0]) != 'Shape')
+
+
+def test_cli_default_opset_is_native(tool, tmp_path, capsys):
+    from mmdcn_plugin.deploy import default_opset
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--out', tmp_path / 'b.onnx',
+                                  '--shape', 64, 96)
+    assert code == 0, printed + err
+    assert f'opset {default_opset()}, torchscript exporter' in printed
+    if default_opset() >= 19:
+        assert 'DeformConv nodes: 13 for 13' in printed
+
+
+@pytest.mark.parametrize('what, outputs', [('backbone+neck', 5), ('dense-model', 10)])
+def test_cli_exports_neck_and_dense_model(tool, tmp_path, capsys, what, outputs):
+    out = tmp_path / 'part.onnx'
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--what', what, '--opset', 19,
+                                  '--out', out)
+    assert code == 0, printed + err
+    # FPN: 5 levels; the RPN's raw cls_score and bbox_pred per level.
+    assert printed.count('max abs error') == outputs
+    assert 'DeformConv nodes: 13 for 13' in printed
+    if what == 'dense-model':
+        assert 'output cls_score0' in printed and 'output bbox_pred4' in printed
 
 
 def test_cli_with_checkpoint_of_nonzero_offsets(tool, tmp_path, capsys):
     import onnxruntime as ort
+    from mmdcn_plugin.apis import build_model_from_config
 
-    model = tool.build_model(QUICK_DCN)
+    model = build_model_from_config(QUICK_DCN)
     layers = [m for m in model.modules() if isinstance(m, DeformableConv2d)]
     for i, layer in enumerate(layers):
         perturb_offsets(layer, seed=10 + i, scale=0.05)
     ckpt = tmp_path / 'perturbed.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
 
-    assert tool.main([QUICK_DCN, '--checkpoint', str(ckpt)]) == 0
-    printed = capsys.readouterr().out
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--checkpoint', ckpt, '--opset', 19)
+    assert code == 0, printed + err
     onnx_file = tmp_path / 'perturbed_backbone.onnx'  # next to the checkpoint
     assert onnx_file.exists(), printed
 
@@ -193,27 +245,60 @@ def test_cli_with_checkpoint_of_nonzero_offsets(tool, tmp_path, capsys):
         torch.testing.assert_close(torch.from_numpy(g), e, rtol=0, atol=1e-4)
 
 
-def test_cli_without_deformable_layer_warns_and_fails_beyond_atol(tool, tmp_path, capsys):
-    out = tmp_path / 'plain.onnx'
+def test_cli_fails_beyond_atol(tool, tmp_path, capsys):
+    out = tmp_path / 'b.onnx'
     # atol 0: float differences between onnxruntime and PyTorch must fail the check.
-    assert tool.main([QUICK_PLAIN, '--shape', '64', '96', '--out', str(out), '--atol',
-                      '0']) == 1
-    captured = capsys.readouterr()
-    assert 'no DeformableConv2d found' in captured.err
-    assert 'differs from PyTorch by more than --atol 0' in captured.err
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--shape', 64, 96, '--out', out,
+                                  '--opset', 19, '--atol', 0)
+    assert code == 1
+    assert 'differs from PyTorch by more than --atol 0' in err
     assert out.exists()
 
 
-def test_cli_says_how_to_install_onnx(tool, monkeypatch):
+def test_cli_fails_on_wrong_node_count(tool, tmp_path, capsys, monkeypatch):
+    from mmdcn_plugin.deploy import model_export
+    monkeypatch.setattr(model_export, 'deformable_layers', lambda module: ['one', 'extra'] * 7)
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--shape', 64, 64, '--opset', 19,
+                                  '--out', tmp_path / 'b.onnx')
+    assert code == 1
+    assert 'DeformConv nodes: 13 for 14 deformable layer(s)  (expected 14)' in printed
+    assert 'the DeformConv node count is wrong' in err
+
+
+def test_cli_error_opset_too_old_for_native(tool, tmp_path):
+    with pytest.raises(SystemExit, match=r'opset 17 is too old for the ONNX DeformConv '
+                                         r'operator: expected opset >= 19, got 17.*gather'):
+        tool.main([QUICK_DCN, '--opset', '17', '--deform-conv', 'native',
+                   '--out', str(tmp_path / 'x.onnx')])
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_cli_error_onnxruntime_missing(tool, monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, 'find_spec',
                         lambda name, *a: None if name == 'onnxruntime' else
                         real_find_spec(name, *a))
     with pytest.raises(SystemExit, match=r"onnxruntime not installed.*pip install -e '\.\[dev\]'"):
-        tool.main([QUICK_DCN])
+        tool.main([QUICK_DCN, '--opset', '19'])
 
 
-def test_cli_rejects_old_opset(tool, capsys):
-    with pytest.raises(SystemExit):
-        tool.main([QUICK_DCN, '--opset', '11'])
-    assert '--opset must be >= 17' in capsys.readouterr().err
+def test_cli_error_config_without_deformable_layers(tool, tmp_path):
+    with pytest.raises(SystemExit, match=r'faster-rcnn_r50-narrow_fpn_synthetic.py: expected '
+                                         r'DeformableConv2d layers in the backbone, found none'):
+        tool.main([QUICK_PLAIN, '--opset', '19', '--out', str(tmp_path / 'plain.onnx')])
+    assert not (tmp_path / 'plain.onnx').exists()
+
+
+def test_cli_error_opset_beyond_exporter(tool, tmp_path):
+    with pytest.raises(SystemExit, match=r'opset must be an int between 7 and 20 .*TorchScript '
+                                         r'exporter.*got 99'):
+        tool.main([QUICK_DCN, '--opset', '99', '--out', str(tmp_path / 'x.onnx')])
+
+
+@pytest.mark.slow
+def test_cli_dynamo_exporter(tool, tmp_path, capsys):
+    pytest.importorskip('onnxscript')
+    code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--exporter', 'dynamo', '--opset',
+                                  19, '--out', tmp_path / 'd.onnx', '--shape', 64, 64)
+    assert code == 0, printed + err
+    assert 'DeformConv nodes: 13 for 13' in printed

@@ -1,0 +1,24 @@
+"""Deployment: ONNX export with the standard ``DeformConv`` operator (opset >= 19).
+
+* :func:`onnx_deform_conv` - a block within which ``torch.onnx.export`` records every
+  deformable convolution as one ``DeformConv`` node, or as the gather graph;
+* :func:`export_onnx` - export a module with either of torch's exporters;
+* :func:`export_model` - export and check part of a detector config
+  (``tools/export_onnx.py``);
+* :func:`default_opset` - the newest opset onnx, onnxruntime and the exporter share.
+
+``onnx``/``onnxruntime``/``onnxscript`` are imported on first use only.
+"""
+from .check import check_export, compare_outputs, op_counts
+from .deform_conv_onnx import (DEFORM_CONV_OPSET, MODES, deform_conv_node, onnx_deform_conv,
+                               resolve_mode)
+from .export import EXPORTERS, ExportResult, export_onnx
+from .model_export import ModelExport, default_out, export_model, report_lines
+from .parts import PARTS, deformable_layers, export_part
+from .runtime import default_opset, inference_session, require
+
+__all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'MODES', 'PARTS', 'ExportResult', 'ModelExport',
+           'check_export', 'compare_outputs', 'default_opset', 'default_out',
+           'deform_conv_node', 'deformable_layers', 'export_model', 'export_onnx',
+           'export_part', 'inference_session', 'onnx_deform_conv', 'op_counts',
+           'report_lines', 'require', 'resolve_mode']

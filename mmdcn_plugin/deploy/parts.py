@@ -1,0 +1,96 @@
+"""Which part of a detector an export covers: backbone, backbone + neck, or the dense model.
+
+Each part is a module of one image tensor ``Tensor[N, 3, H, W]`` (already normalised,
+as after the data preprocessor) that returns a flat tuple of tensors, so that every
+output gets an ONNX name.
+"""
+from typing import List, Tuple
+
+from torch import Tensor, nn
+
+from ..layers import DeformableConv2d
+
+PARTS = ('backbone', 'backbone+neck', 'dense-model')
+# The raw per-level outputs of mmdet's dense heads, in the order their forward returns them.
+DENSE_OUTPUTS = ('cls_score', 'bbox_pred', 'centerness')
+
+
+def _flat(out) -> Tuple[Tensor, ...]:
+    if isinstance(out, Tensor):
+        return (out,)
+    return tuple(t for item in out for t in _flat(item))
+
+
+class BackbonePart(nn.Module):
+    """``model.backbone`` (and ``model.neck``): one feature map per level."""
+
+    def __init__(self, model: nn.Module, with_neck: bool):
+        super().__init__()
+        self.backbone = model.backbone
+        self.neck = model.neck if with_neck else None
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        feats = self.backbone(x)
+        return _flat(self.neck(feats) if self.neck is not None else feats)
+
+    def output_names(self, count: int) -> List[str]:
+        prefix = 'neck' if self.neck is not None else 'feat'
+        return [f'{prefix}{i}' for i in range(count)]
+
+
+class DensePart(nn.Module):
+    """Backbone, neck and the dense head up to its raw outputs, before decoding and NMS.
+
+    The head is ``model.bbox_head`` of a single-stage detector (RetinaNet, FCOS, ...)
+    or ``model.rpn_head`` of a two-stage one (its second stage works on sampled boxes).
+    Outputs: every level of ``cls_score``, then of ``bbox_pred`` (then ``centerness``).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        head = getattr(model, 'bbox_head', None) if not hasattr(model, 'roi_head') else None
+        head = head if head is not None else getattr(model, 'rpn_head', None)
+        if head is None or not hasattr(model, 'extract_feat'):
+            raise ValueError(f'what=dense-model: expected a detector with a dense bbox_head '
+                             f'(RetinaNet, FCOS) or an rpn_head, got {type(model).__name__}')
+        self.model = model
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        outs = self.head(self.model.extract_feat(x))
+        # How many levels each kind of output has, for output_names.
+        self.group_sizes = [len(group) for group in outs]
+        return _flat(outs)
+
+    def output_names(self, count: int) -> List[str]:
+        groups = getattr(self, 'group_sizes', [count])
+        names = []
+        for i, size in enumerate(groups):
+            kind = DENSE_OUTPUTS[i] if i < len(DENSE_OUTPUTS) else f'out{i}_'
+            names += [f'{kind}{level}' for level in range(size)]
+        return names
+
+
+def export_part(model: nn.Module, what: str) -> nn.Module:
+    """The module of ``model`` that an export with ``--what what`` covers, in eval mode.
+
+    Raises:
+        ValueError: ``what`` is unknown, or the model lacks the part.
+    """
+    if what not in PARTS:
+        raise ValueError(f'what must be one of {list(PARTS)}, got {what!r}')
+    if not hasattr(model, 'backbone'):
+        raise ValueError(f'what={what}: expected a detector with a backbone, got '
+                         f'{type(model).__name__}')
+    if what == 'dense-model':
+        return DensePart(model).eval()
+    with_neck = what == 'backbone+neck'
+    if with_neck and getattr(model, 'neck', None) is None:
+        raise ValueError(f'what=backbone+neck: expected a detector with a neck, '
+                         f'{type(model).__name__} has none')
+    return BackbonePart(model, with_neck).eval()
+
+
+def deformable_layers(module: nn.Module) -> List[str]:
+    """Names of the :class:`DeformableConv2d` layers inside ``module``."""
+    return [name for name, m in module.named_modules() if isinstance(m, DeformableConv2d)]
