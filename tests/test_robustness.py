@@ -329,6 +329,12 @@ def test_tool_end_to_end(data, checkpoints, plain, tmp_path, capsys):
                                          '30,0.5,0.75,0.25,3']
 
 
+def test_tool_reads_negative_values():
+    args = _tool().parse_args(['c.py', 'a.pth', '--transform', 'shear', '--values', '-30,15',
+                               '--out-dir', 'o', '--cfg-options', 'x=-1'])
+    assert (args.values, args.cfg_options) == ('-30,15', {'x': -1})
+
+
 @pytest.mark.parametrize('args, message', [
     (['--transform', 'scale', '--values', '1,0'], 'scale value must be > 0 (a zoom factor '
      'about the image centre, 1 = unchanged), got 0'),

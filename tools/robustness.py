@@ -16,7 +16,22 @@ leaving the image, fill, ranges) are in ``docs/robustness.md``; the logic lives 
 ``mmdcn_plugin/robustness/``.
 """
 import argparse
+import re
 import sys
+
+
+def join_negative_values(argv):
+    """``--values -30,0,30`` as ``--values=-30,0,30``: argparse would read a list that
+    starts with a minus sign as an option and stop with 'expected one argument'."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == '--values' and i + 1 < len(argv) and re.match(r'-[\d.]', argv[i + 1]):
+            out.append(f'--values={argv[i + 1]}')
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def parse_args(argv=None):
@@ -46,7 +61,7 @@ def parse_args(argv=None):
                         help="keep MMEngine's INFO logs of every test run")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value (as in tools/test.py)')
-    return parser.parse_args(argv)
+    return parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv=None) -> dict:
