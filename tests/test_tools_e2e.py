@@ -2,10 +2,14 @@
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
+
+import mmdcn_plugin  # noqa: F401  (loads MMEngine checkpoints under weights_only)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK_DCN = osp.join(ROOT, 'configs', 'quickstart',
@@ -57,11 +61,20 @@ def test_train_checkpoint_test_resume(tiny_data):
                 str(tiny_data / 'test'), '--out', str(results), *_small(data, 1)],
                cwd=tiny_data)
     assert 'coco/bbox_mAP' in out and results.exists()
-    # --resume continues from the last checkpoint to the new end.
+    # --resume continues from the last checkpoint to the new end: the second run
+    # loads epoch 1's state (2 iterations: 8 images, batch 4) and trains epoch 2 only,
+    # where a run that did not resume would train both epochs from scratch.
     out = _run([osp.join(ROOT, 'tools', 'train.py'), QUICK_DCN, '--work-dir', str(work),
                 '--resume', *_small(data, 2)], cwd=tiny_data)
-    assert 'resumed epoch: 1' in out or 'Load checkpoint from' in out
-    assert (work / 'epoch_2.pth').exists()
+    assert re.search(r'Auto resumed from the latest checkpoint \S*epoch_1\.pth',
+                     out), out[-3000:]
+    assert 'resumed epoch: 1, iter: 2' in out
+    assert re.search(r'Epoch\(train\) +\[2\]\[2/2\]', out)
+    assert not re.search(r'Epoch\(train\) +\[1\]', out), 'epoch 1 was trained again'
+    final = torch.load(work / 'epoch_2.pth', map_location='cpu')
+    assert (final['meta']['epoch'], final['meta']['iter']) == (2, 4)
+    # The optimizer's state came back from epoch 1 and went on (AdamW counts steps).
+    assert int(next(iter(final['optimizer']['state'].values()))['step']) == 4
 
 
 def test_config_runs_from_mmdets_own_train_py(tiny_data):
