@@ -12,9 +12,9 @@ import torch
 from helpers import QUICK_DCNV2, ROOT, one_thread  # noqa: F401  (one_thread: fixture)
 from mmdcn_plugin.robustness import (IDENTITY, by_stage, coco_samples, count_on_object,
                                      evaluate_checkpoint, evaluate_on_splits, interior_point,
-                                     load_config, on_object_fractions, parse_values, rasterize,
-                                     tight_box, transform_annotations, transform_matrix,
-                                     warp_image, write_transformed_split)
+                                     load_config, on_object_by_value, on_object_fractions,
+                                     parse_values, rasterize, tight_box, transform_annotations,
+                                     transform_matrix, warp_image, write_transformed_split)
 from mmdcn_plugin.robustness.evaluate import write_csv
 
 
@@ -399,6 +399,9 @@ def test_on_object_fractions_on_a_detector(data):
     assert [c.layer for c in counts][:1] == ['backbone.layer2.0.conv2']
     stages = by_stage(counts)
     assert list(stages) == ['c3', 'c4', 'c5']
+    # ResNet-50 has 4, 6 and 3 blocks in c3, c4, c5: one 3x3 deformable conv each.
+    assert {s: (c.instances, c.points) for s, c in stages.items()} == {
+        'c3': (n, 4 * 9 * n), 'c4': (n, 6 * 9 * n), 'c5': (n, 3 * 9 * n)}
     for c in counts:
         assert (c.instances, c.points) == (n, 9 * n)
         assert c.on_deformable == c.on_regular
@@ -414,3 +417,14 @@ def test_on_object_fractions_on_a_detector(data):
     assert on_object_fractions(model, samples, num_layers=3)[-1].points == 9 ** 3 * n
     with pytest.raises(ValueError, match='num_layers must be a positive int, got 0'):
         on_object_fractions(model, samples, num_layers=0)
+
+
+def test_on_object_follows_a_rotation(data, tmp_path):
+    from mmdcn_plugin.visualization import init_model
+    model = init_model(QUICK_DCNV2)
+    rows = on_object_by_value(model, data['ann_file'], data['img_dir'], 'rotate', '0,90',
+                              str(tmp_path / 'cache'), max_images=1)
+    assert [(r['value'], r['stage']) for r in rows] == [
+        (0.0, 'c3'), (0.0, 'c4'), (0.0, 'c5'), (90.0, 'c3'), (90.0, 'c4'), (90.0, 'c5')]
+    for r in rows:       # zero offsets: the deformable layers sample their regular grid
+        assert r['deformable'] == r['regular'] and r['instances'] == rows[0]['instances'] > 0

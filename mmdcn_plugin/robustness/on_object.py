@@ -169,13 +169,17 @@ def on_object_fractions(model, samples: Iterable[Tuple[Union[str, np.ndarray], n
 
 
 def by_stage(counts: Sequence[OnObjectCount]) -> Dict[str, OnObjectCount]:
-    """The counts of layers of the same stage added up: ``{'c3': ..., 'c4': ..., 'c5': ...}``."""
+    """The counts of layers of the same stage added up: ``{'c3': ..., 'c4': ..., 'c5': ...}``.
+
+    Points and hits are summed over the stage's layers; ``instances`` stays the number
+    of instances (every layer measured the same ones).
+    """
     stages: Dict[str, OnObjectCount] = {}
     for c in counts:
         if c.stage is None:
             continue
         total = stages.setdefault(c.stage, OnObjectCount(c.stage, c.stage))
-        total.instances += c.instances
+        total.instances = max(total.instances, c.instances)
         total.points += c.points
         total.on_deformable += c.on_deformable
         total.on_regular += c.on_regular
@@ -207,3 +211,34 @@ def coco_samples(ann_file: str, img_dir: str, max_images: Optional[int] = None
         masks = np.stack([rasterize(a['segmentation'], w, h) for a in anns])
         done += 1
         yield osp.join(img_dir, info['file_name']), masks
+
+
+def on_object_by_value(model, ann_file: str, img_dir: str, transform: str, values,
+                       cache_dir: str, num_layers: int = 1, max_images: Optional[int] = None,
+                       cfg=None) -> List[dict]:
+    """:func:`on_object_fractions` per stage on the split transformed by each value.
+
+    Do the offsets follow the object as it turns?  Each value's split is written (or
+    reused) under ``cache_dir`` as in the mAP sweep, with the same rule for instances
+    that leave the image (ignore regions are not measured).
+
+    Returns:
+        list of dict, one per (value, stage): ``value``, ``stage``, ``instances``,
+        ``points``, ``deformable``, ``regular``.
+    """
+    import os.path as osp
+    from .split import split_name, write_transformed_split
+    from .transforms import parse_values
+    rows = []
+    for value in parse_values(transform, values):
+        split = write_transformed_split(ann_file, img_dir, transform, value,
+                                        osp.join(cache_dir, split_name(transform, value)),
+                                        progress=False)
+        counts = on_object_fractions(
+            model, coco_samples(split['ann_file'], split['img_dir'], max_images),
+            num_layers=num_layers, cfg=cfg)
+        for stage, count in by_stage(counts).items():
+            row = count.as_dict()
+            del row['layer']
+            rows.append(dict(value=value, **row))
+    return rows
