@@ -257,11 +257,12 @@ def test_cli_fails_beyond_atol(tool, tmp_path, capsys):
 
 def test_cli_fails_on_wrong_node_count(tool, tmp_path, capsys, monkeypatch):
     from mmdcn_plugin.deploy import model_export
-    monkeypatch.setattr(model_export, 'deformable_layers', lambda module: ['one', 'extra'] * 7)
+    monkeypatch.setattr(model_export, 'deformable_calls', lambda module, sample: 14)
     code, printed, err = run_tool(tool, capsys, QUICK_DCN, '--shape', 64, 64, '--opset', 19,
                                   '--out', tmp_path / 'b.onnx')
     assert code == 1
-    assert 'DeformConv nodes: 13 for 14 deformable layer(s)  (expected 14)' in printed
+    assert 'DeformConv nodes: 13 for 13 deformable layer(s) run 14 times' in printed
+    assert '(expected 14)' in printed
     assert 'the DeformConv node count is wrong' in err
 
 
@@ -302,3 +303,15 @@ def test_cli_dynamo_exporter(tool, tmp_path, capsys):
                                   19, '--out', tmp_path / 'd.onnx', '--shape', 64, 64)
     assert code == 0, printed + err
     assert 'DeformConv nodes: 13 for 13' in printed
+
+
+@pytest.mark.slow
+def test_cli_dense_model_of_fcos_with_deformable_head(tool, tmp_path, capsys):
+    # 13 backbone layers + 8 head tower layers, the head shared by 5 FPN levels.
+    config = osp.join(ROOT, 'configs', 'fcos',
+                      'fcos_r50-caffe-dcnv2-c3-c5_fpn_gn-head-dcnv2_1x_coco.py')
+    code, printed, err = run_tool(tool, capsys, config, '--what', 'dense-model', '--shape', 64,
+                                  96, '--opset', 19, '--out', tmp_path / 'fcos.onnx')
+    assert code == 0, printed + err
+    assert 'DeformConv nodes: 53 for 21 deformable layer(s) run 53 times' in printed
+    assert 'output centerness4' in printed

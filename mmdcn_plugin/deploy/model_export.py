@@ -7,7 +7,7 @@ import torch
 from .check import Check, check_export
 from .deform_conv_onnx import resolve_mode
 from .export import ExportResult, export_onnx
-from .parts import deformable_layers, export_part
+from .parts import deformable_calls, deformable_layers, export_part
 from .runtime import default_opset, require
 
 
@@ -16,6 +16,7 @@ class ModelExport(NamedTuple):
     what: str
     shape: Tuple[int, int]
     deformable_layers: int
+    deformable_calls: int    # layers shared across levels count once per level
     export: ExportResult
     check: Check
     atol: float
@@ -23,8 +24,8 @@ class ModelExport(NamedTuple):
 
     @property
     def nodes_ok(self) -> bool:
-        """One ``DeformConv`` node per deformable layer (native), none (gather graph)."""
-        expected = self.deformable_layers if self.export.deform_conv == 'native' else 0
+        """One ``DeformConv`` node per deformable-layer call (native), none (gather graph)."""
+        expected = self.deformable_calls if self.export.deform_conv == 'native' else 0
         return self.check.deform_conv_nodes == expected
 
     @property
@@ -93,12 +94,14 @@ def export_model(config: str, *, checkpoint: Optional[str] = None, what: str = '
                          'export; export its DCN variant)')
     gen = torch.Generator().manual_seed(seed)
     sample = torch.randn(1, 3, *shape, generator=gen)
+    calls = deformable_calls(part, sample)
     result = export_onnx(part, sample, out or default_out(what, checkpoint), opset=opset,
                          deform_conv=deform_conv, exporter=exporter)
     threads = threads or torch.get_num_threads()
     check = check_export(result.path, part, sample, result.input_names[0],
                          result.output_names, threads, repeat)
-    return ModelExport(config, what, tuple(shape), len(layers), result, check, atol, threads)
+    return ModelExport(config, what, tuple(shape), len(layers), calls, result, check, atol,
+                       threads)
 
 
 def report_lines(done: ModelExport) -> List[str]:
@@ -108,10 +111,12 @@ def report_lines(done: ModelExport) -> List[str]:
     lines = [f'exported {done.what} of {done.config} ({h} x {w} input, dynamic batch) to '
              f'{res.path}: opset {res.opset}, {res.exporter} exporter, '
              f'deformable convolutions as {res.deform_conv}']
-    expected = done.deformable_layers if res.deform_conv == 'native' else 0
+    expected = done.deformable_calls if res.deform_conv == 'native' else 0
     flag = '' if done.nodes_ok else f'  (expected {expected})'
+    shared = ('' if done.deformable_calls == done.deformable_layers else
+              f' run {done.deformable_calls} times (heads shared across levels)')
     lines.append(f'DeformConv nodes: {check.deform_conv_nodes} for {done.deformable_layers} '
-                 f'deformable layer(s){flag}')
+                 f'deformable layer(s){shared}{flag}')
     lines.append(f'file size: {check.file_bytes / 2**20:.2f} MiB ({check.file_bytes} bytes)')
     for d in check.diffs:
         over = '' if d.max_abs <= done.atol else f'  > atol {done.atol:g}'

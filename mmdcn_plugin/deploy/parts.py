@@ -6,6 +6,7 @@ output gets an ONNX name.
 """
 from typing import List, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ..layers import DeformableConv2d
@@ -94,3 +95,21 @@ def export_part(model: nn.Module, what: str) -> nn.Module:
 def deformable_layers(module: nn.Module) -> List[str]:
     """Names of the :class:`DeformableConv2d` layers inside ``module``."""
     return [name for name, m in module.named_modules() if isinstance(m, DeformableConv2d)]
+
+
+def deformable_calls(module: nn.Module, sample: Tensor) -> int:
+    """How many times one forward of ``module`` on ``sample`` runs a deformable layer.
+
+    The number of ``DeformConv`` nodes an export holds: a head shared across FPN levels
+    (FCOS's, RetinaNet's) runs, and is exported, once per level.
+    """
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1))
+             for m in module.modules() if isinstance(m, DeformableConv2d)]
+    try:
+        with torch.no_grad():
+            module(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(calls)
