@@ -59,9 +59,12 @@ def _weights(path):
     return torch.load(path, map_location='cpu')['state_dict']
 
 
-def test_sigkill_then_resume_continues_to_the_end(data, tmp_path):
+@pytest.mark.parametrize('max_epochs', [
+    2,                                          # the short schedule `make test` runs
+    pytest.param(6, marks=pytest.mark.slow),    # killed anywhere in a longer run
+])
+def test_sigkill_then_resume_continues_to_the_end(data, tmp_path, max_epochs):
     work = tmp_path / 'killed'
-    max_epochs = 6
     child = subprocess.Popen([sys.executable, TRAIN, CONFIG, '--work-dir', str(work),
                               *_options(data, max_epochs, deterministic=True)],
                              cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
@@ -148,6 +151,7 @@ def _duplicated_image_set(data, out):
     return out
 
 
+@pytest.mark.slow   # three trainings; `make test` runs DDP in test_tools_e2e.py
 def test_two_process_ddp_matches_one_process(data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('this checks the CPU (gloo) path')
