@@ -5,7 +5,9 @@
 * :func:`export_onnx` - export a module with either of torch's exporters;
 * :func:`export_model` - export and check part of a detector config
   (``tools/export_onnx.py``);
-* :func:`default_opset` - the newest opset onnx, onnxruntime and the exporter share.
+* :func:`default_opset` - the newest opset onnx, onnxruntime and the exporter share;
+* :func:`run_infer_ops`, :func:`run_model_infer` - CPU inference timing
+  (``tools/benchmark.py infer``, ``model --infer``).
 
 ``onnx``/``onnxruntime``/``onnxscript`` are imported on first use only.
 """
@@ -16,9 +18,11 @@ from .export import EXPORTERS, ExportResult, export_onnx
 from .model_export import ModelExport, default_out, export_model, report_lines
 from .parts import PARTS, deformable_layers, export_part
 from .runtime import default_opset, inference_session, require
+from .speed import INFER_SHAPES, infer_table, run_infer_ops, run_model_infer
 
-__all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'MODES', 'PARTS', 'ExportResult', 'ModelExport',
-           'check_export', 'compare_outputs', 'default_opset', 'default_out',
+__all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'INFER_SHAPES', 'MODES', 'PARTS', 'ExportResult',
+           'ModelExport', 'check_export', 'compare_outputs', 'default_opset', 'default_out',
            'deform_conv_node', 'deformable_layers', 'export_model', 'export_onnx',
-           'export_part', 'inference_session', 'onnx_deform_conv', 'op_counts',
-           'report_lines', 'require', 'resolve_mode']
+           'export_part', 'infer_table', 'inference_session', 'onnx_deform_conv',
+           'op_counts', 'report_lines', 'require', 'resolve_mode', 'run_infer_ops',
+           'run_model_infer']
