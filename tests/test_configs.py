@@ -101,6 +101,19 @@ def test_coco_configs_keep_mmdet_layout():
         assert backbone.dcn.fallback_on_stride is False, path
 
 
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_reads_coco_safely_and_suits_det_inferencer(path):
+    """Every dataloader reads through SafeCocoDataset; the test pipeline starts with
+    mmdet's LoadImageFromFile, the name DetInferencer looks for (the dataset runs it as
+    SafeLoadImageFromFile); the COCO configs score with SafeCocoMetric."""
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'SafeCocoDataset', (path, loader)
+    assert cfg.test_dataloader.dataset.pipeline[0].type == 'LoadImageFromFile', path
+    if not path.startswith('configs/quickstart/'):
+        assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'SafeCocoMetric', path
+
+
 def tiny_batch(with_mask: bool):
     """Two random uint8 images of different sizes with two boxes each, as a dataloader
     would hand them to ``model.data_preprocessor``."""

@@ -258,9 +258,16 @@ def narrow_mask_rcnn(root, work_dir):
         if step.type == 'Resize':
             step.scale = (128, 128)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=100)
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader',
-                'test_cfg', 'test_evaluator'):
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = None
+    test = cfg.test_dataloader
+    test.update(batch_size=2, num_workers=0, persistent_workers=False)
+    test.dataset.update(data_root=f'{root}/', ann_file='annotations/val.json',
+                        data_prefix=dict(img='images/val/'), metainfo=dict(classes=classes))
+    for step in test.dataset.pipeline:
+        if step.type == 'Resize':
+            step.scale = (128, 128)
+    cfg.test_evaluator.ann_file = f'{root}/annotations/val.json'
     cfg.param_scheduler = []
     cfg.default_hooks.checkpoint = None
     cfg.work_dir = str(work_dir)
@@ -281,3 +288,8 @@ def test_mask_rcnn_dcn_trains_an_iteration_on_the_messy_file(messy, tmp_path):
     losses = {k: v.current() for k, v in runner.message_hub.log_scalars.items()
               if k.startswith('train/loss')}
     assert 'train/loss_mask' in losses and all(np.isfinite(v) for v in losses.values()), losses
+    # The config's own test loop and SafeCocoMetric score the same messy file.
+    assert cfg.test_evaluator.type == 'SafeCocoMetric'
+    with pytest.warns(BadDataWarning, match='SafeCocoMetric: .*val.json: 5 instances without'):
+        metrics = runner.test()
+    assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics), metrics

@@ -20,5 +20,10 @@ model = dict(
         conv_cfg=dict(type='DeformableConv2d', modulated=True,
                       offset_head=dict(type='ConvOffsetHead'))))
 
-# For your own dataset add num_classes to bbox_head above and override the dataloaders'
-# dataset (data_root, ann_file, metainfo=dict(classes=...)) as in any mmdet config.
+# Your own COCO-format data: the Safe* dataset and metric skip, clip or ignore bad
+# annotations with one warning per kind (or stop naming the file, image and annotation).
+# Add num_classes to bbox_head above, and data_root, ann_file, metainfo=dict(classes=...)
+# to each dataset below, as in any mmdet config.
+train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+val_dataloader = test_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+val_evaluator = test_evaluator = dict(type='SafeCocoMetric')
