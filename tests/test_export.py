@@ -291,9 +291,11 @@ def test_cli_error_config_without_deformable_layers(tool, tmp_path):
 
 
 def test_cli_error_opset_beyond_exporter(tool, tmp_path):
-    with pytest.raises(SystemExit, match=r'opset must be an int between 7 and 20 .*TorchScript '
-                                         r'exporter.*got 99'):
+    with pytest.raises(SystemExit, match=r'opset must be an int between 13 .* and 20 .*'
+                                         r'TorchScript exporter write\), got 99'):
         tool.main([QUICK_DCN, '--opset', '99', '--out', str(tmp_path / 'x.onnx')])
+    with pytest.raises(SystemExit, match=r'opset must be an int between 13 .*got 11'):
+        tool.main([QUICK_DCN, '--opset', '11', '--out', str(tmp_path / 'x.onnx')])
 
 
 @pytest.mark.slow

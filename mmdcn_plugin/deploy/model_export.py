@@ -8,7 +8,7 @@ from .check import Check, check_export
 from .deform_conv_onnx import resolve_mode
 from .export import ExportResult, export_onnx
 from .parts import deformable_calls, deformable_layers, export_part
-from .runtime import default_opset, require
+from .runtime import check_opset, default_opset, require
 
 
 class ModelExport(NamedTuple):
@@ -82,7 +82,9 @@ def export_model(config: str, *, checkpoint: Optional[str] = None, what: str = '
     require('onnx', 'onnxruntime', *(['onnxscript'] if exporter == 'dynamo' else []))
     if opset is None:
         opset = default_opset(dynamo=exporter == 'dynamo')
-    resolve_mode(deform_conv, opset)  # fail on an old opset before building anything
+    # Fail on a bad opset before building anything.
+    resolve_mode(deform_conv, opset)
+    check_opset(opset, dynamo=exporter == 'dynamo')
     if not (atol >= 0):
         raise ValueError(f'atol must be >= 0, got {atol!r}')
     model = build_model_from_config(config, checkpoint, seed=seed)

@@ -13,6 +13,8 @@ from .deform_conv_onnx import DEFORM_CONV_OPSET
 INSTALL_HINT = "install the development extras: pip install -e '.[dev]'"
 # torch.onnx.export(dynamo=False) refuses opsets above 20 (torch 2.1-2.13).
 TORCHSCRIPT_MAX_OPSET = 20
+# The gather graph clamps int64 indices: onnxruntime rejects an int64 Clip at opset 11.
+MIN_OPSET = 13
 
 
 def require(*names: str) -> None:
@@ -87,21 +89,23 @@ def default_opset(dynamo: bool = False) -> int:
     for opset in range(top, DEFORM_CONV_OPSET - 1, -1):
         if onnxruntime_runs(opset, deform_conv=True):
             return opset
-    for opset in range(top, 6, -1):
+    for opset in range(top, MIN_OPSET - 1, -1):
         if onnxruntime_runs(opset):
             return opset
-    raise RuntimeError(f'onnxruntime runs no opset between 7 and {top}; reinstall it')
+    raise RuntimeError(f'onnxruntime runs no opset between {MIN_OPSET} and {top}; reinstall it')
 
 
 def check_opset(opset: int, dynamo: bool = False) -> None:
-    """Raise ``ValueError`` when ``opset`` is beyond what onnx or the exporter writes."""
+    """Raise ``ValueError`` when ``opset`` is older than :data:`MIN_OPSET` or beyond what
+    onnx or the exporter writes."""
     require('onnx')
     import onnx
     top = min(onnx.defs.onnx_opset_version(), exporter_max_opset(dynamo))
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= top:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
         exporter = 'dynamo' if dynamo else 'TorchScript'
-        raise ValueError(f'opset must be an int between 7 and {top} (the newest that onnx '
-                         f'{onnx.__version__} and the {exporter} exporter write), got {opset!r}')
+        raise ValueError(f'opset must be an int between {MIN_OPSET} (the gather graph clamps '
+                         f'int64 indices) and {top} (the newest that onnx {onnx.__version__} '
+                         f'and the {exporter} exporter write), got {opset!r}')
 
 
 def inference_session(path: str, threads: Optional[int] = None):
