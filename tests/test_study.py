@@ -36,6 +36,8 @@ def test_overrides_name_the_level_data_and_the_seed():
     assert 'randomness.seed=2' in opts
     assert 'param_scheduler.1.milestones=[9,11]' in opts
     assert 'train_cfg.max_epochs=12' in opts
+    # The recipe the committed results were trained with, not the quick-start's current one.
+    assert 'model.backbone.init_cfg=None' in opts and 'param_scheduler.0.end=100' in opts
 
 
 def test_every_variant_has_a_config():
