@@ -67,7 +67,7 @@ val_dataloader = dict(
                  ann_file='annotations/val.json', data_prefix=dict(img='images/val/'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
+val_evaluator = dict(type='SafeCocoMetric', ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
 # Validation after every epoch: the curve shows whether the run converged.
