@@ -10,7 +10,8 @@ __all__ = ['plot_curves', 'detections_side_by_side']
 
 
 def plot_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str,
-                title: str = 'Validation bbox mAP during training') -> str:
+                title: str = 'Validation bbox mAP during training',
+                xlabel: str = 'epoch') -> str:
     """Plot ``{model: {metric: [(step, value), ...]}}``, one colour per model and one
     line style per metric; write ``path`` (PNG) and return it."""
     import matplotlib
@@ -25,7 +26,7 @@ def plot_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str
                 steps, values = zip(*points)
                 ax.plot(steps, values, style, color=colour, marker='o', ms=3,
                         label=f'{model} {metric}')
-    ax.set_xlabel('training iteration')
+    ax.set_xlabel(xlabel)
     ax.set_ylabel('COCO metric on val')
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

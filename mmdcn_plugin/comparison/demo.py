@@ -1,0 +1,223 @@
+"""``make demo``: plain vs deformable convolution, end to end on the embedded dataset.
+
+What ``tools/demo.py`` runs (the steps are in its docstring).  Training and evaluation go
+through the repository's ``tools/train.py`` and ``tools/test.py`` in child processes,
+exactly as a user would run them, so the demo runs from a checkout (``pip install -e .``).
+"""
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .figures import detections_side_by_side, plot_curves
+from .records import CONVERGED_GAIN, convergence, seconds_per_iter, val_curve
+from .table import format_table
+
+__all__ = ['MODELS', 'run_demo']
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(REPO_ROOT, 'tools')
+_QUICKSTART = osp.join(REPO_ROOT, 'configs', 'quickstart')
+#: (row name, work-dir name, config) of the two detectors; the baseline first.
+MODELS = (
+    ('plain conv', 'plain', osp.join(_QUICKSTART, 'faster-rcnn_r50-narrow_fpn_synthetic.py')),
+    ('DCNv2', 'dcnv2',
+     osp.join(_QUICKSTART, 'faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py')),
+)
+#: Progress lines of the child processes that the demo shows.
+_SHOWN = ('Iter(', 'Epoch(', 'bbox_mAP', 'Traceback', 'Error:', 'generating', 'wrote',
+          'Saving', 'Resuming', 'resumed')
+
+
+def step(msg: str) -> None:
+    print(f'\n==> {msg}', flush=True)
+
+
+def run_tool(args: Sequence[str]) -> str:
+    """Run ``python ARGS`` from the repository root, show its progress lines, return its
+    whole output; stop the demo (with the output's end) when it fails."""
+    print('$ ' + ' '.join(osp.relpath(a, REPO_ROOT) if osp.isabs(a) else a for a in args),
+          flush=True)
+    lines = []
+    with subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as child:
+        for line in child.stdout:
+            lines.append(line)
+            if any(key in line for key in _SHOWN):
+                print('   ' + line, end='', flush=True)
+    if child.returncode != 0:
+        sys.stdout.write(''.join(lines[-60:]))
+        raise SystemExit(f'demo step failed (exit {child.returncode}): {" ".join(args)}')
+    return ''.join(lines)
+
+
+def _split_shape(data_root: str, split: str):
+    """(number of images, width of the first) of a generated split; None if missing."""
+    path = osp.join(data_root, 'annotations', f'{split}.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        images = json.load(f)['images']
+    return len(images), images[0]['width'] if images else None
+
+
+def ensure_dataset(data_root: str, num_train: int, num_val: int, image_size: int) -> None:
+    """Generate the embedded dataset unless ``data_root`` holds it with these sizes."""
+    want = dict(train=(num_train, image_size), val=(num_val, image_size))
+    have = {split: _split_shape(data_root, split) for split in want}
+    if have == want:
+        step(f'dataset found at {data_root} ({num_train} train / {num_val} val images of '
+             f'{image_size} px)')
+        return
+    if any(have.values()):
+        step(f'{data_root} holds (images, px) {have}; the recipe wants {want}: generating '
+             'again')
+    else:
+        step(f'generating the embedded dataset into {data_root}')
+    run_tool([osp.join(TOOLS, 'make_synthetic_coco.py'), '--out-dir', data_root,
+              '--num-train', str(num_train), '--num-val', str(num_val),
+              '--image-size', str(image_size)])
+
+
+def train_and_test(name: str, config: str, work_dir: str, overrides: List[str]) -> Dict:
+    """Train (resuming) and evaluate one detector: ``{'metrics': ..., 'checkpoint': ...}``.
+    A detector whose ``test_metrics.json`` exists is neither trained nor tested again."""
+    import re
+    done = osp.join(work_dir, 'test_metrics.json')
+    last = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(done) and osp.isfile(last):
+        step(f'{name}: already trained and evaluated ({done})')
+        with open(done) as f:
+            return json.load(f)
+    step(f'training {name}: {osp.relpath(config, REPO_ROOT)} (resumes from {work_dir} if '
+         'it holds a checkpoint)')
+    run_tool([osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir, '--resume',
+              *overrides])
+    with open(last) as f:
+        ckpt = f.read().strip()
+    step(f'evaluating {name}: {osp.relpath(ckpt, REPO_ROOT)} with tools/test.py (COCO metric)')
+    out = run_tool([osp.join(TOOLS, 'test.py'), config, ckpt, '--work-dir',
+                    osp.join(work_dir, 'test'), *overrides])
+    metrics = {k: float(v) for k, v in re.findall(r'coco/(bbox_mAP\w*): (-?[0-9.]+)', out)}
+    if 'bbox_mAP' not in metrics:
+        raise SystemExit(f'{name}: tools/test.py printed no coco/bbox_mAP; its output ends '
+                         f'with:\n{out[-2000:]}')
+    result = dict(metrics=metrics, checkpoint=ckpt)
+    with open(done, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _val_images(data_root: str, count: int):
+    """The first ``count`` val images (by id): their paths and ground-truth boxes
+    (``{path: ndarray[K, 4]}``, x1y1x2y2)."""
+    with open(osp.join(data_root, 'annotations', 'val.json')) as f:
+        coco = json.load(f)
+    images = sorted(coco['images'], key=lambda im: im['id'])[:count]
+    paths = [osp.join(data_root, 'images', 'val', im['file_name']) for im in images]
+    gt = {}
+    for im, path in zip(images, paths):
+        boxes = [a['bbox'] for a in coco['annotations'] if a['image_id'] == im['id']]
+        gt[path] = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes]).reshape(-1, 4)
+    return paths, gt
+
+
+def report_lines(rows: List[Dict], conv: Dict[str, Dict], unit: str) -> str:
+    """The table, the convergence test of each detector, and the plain verdict."""
+    lines = [format_table(rows), '']
+    for name, c in conv.items():
+        gain = 'n/a' if c['gain'] is None else f'{100 * c["gain"]:+.1f}%'
+        lines.append(f'- {name}: {c["evaluations"]} evaluations; bbox mAP {c["start"]} at '
+                     f'{unit} {c["start_step"]} -> {c["final"]} at the end ({gain} over the '
+                     f'last quarter): {"converged" if c["converged"] else "NOT converged"} '
+                     f'(below {100 * CONVERGED_GAIN:.0f}% counts as converged)')
+    verdict = rows[1]['bbox_mAP'] - rows[0]['bbox_mAP']
+    lines.append(f'- {rows[1]["model"]} {"beats" if verdict > 0 else "does not beat"} the '
+                 f'plain-conv baseline here: {verdict:+.3f} bbox mAP (one seed).')
+    return '\n'.join(lines)
+
+
+def run_demo(data_root: str, work_dir: str, num_images: int = 4,
+             cfg_options: Optional[List[str]] = None) -> Dict:
+    """The whole demo (see ``tools/demo.py``); returns what it writes to
+    ``work_dir/results.json``.
+
+    Args:
+        data_root: Where the embedded dataset is (generated when missing or of other sizes).
+        work_dir: Where both trainings, their tests, the pictures and the results go.
+        num_images: Val images in the side-by-side detection picture (>= 1).
+        cfg_options: ``key=value`` overrides for both trainings and tests, as
+            ``--cfg-options`` of MMDetection's tools.
+    """
+    from mmengine.config import Config, DictAction
+    from ..analysis import detector_complexity_info
+    from ..apis import build_model_from_config
+    from ..study.grid import read_scalars
+    if num_images < 1:
+        raise ValueError(f'num_images: expected >= 1, got {num_images}')
+    start = time.time()
+    cfg_options = list(cfg_options or [])
+    cfg = Config.fromfile(MODELS[0][2])
+    if cfg_options:
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--o', nargs='+', action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(['--o', *cfg_options]).o)
+    data_root = osp.abspath(data_root)
+    ensure_dataset(data_root, cfg.num_train_images, cfg.num_val_images, cfg.image_size)
+    overrides = ['--cfg-options',
+                 *(f'{s}_dataloader.dataset.data_root={data_root}/'
+                   for s in ('train', 'val', 'test')),
+                 *(f'{s}_evaluator.ann_file={data_root}/annotations/val.json'
+                   for s in ('val', 'test')),
+                 *cfg_options]
+
+    # Validation records are stepped by epoch under an epoch-based loop, else by iteration.
+    by_epoch = 'max_epochs' in cfg.train_cfg
+    max_step = cfg.train_cfg.max_epochs if by_epoch else cfg.train_cfg.max_iters
+    rows, curves, built, conv = [], {}, {}, {}
+    for name, short, config in MODELS:
+        model_dir = osp.join(work_dir, short)
+        result = train_and_test(name, config, model_dir, overrides)
+        train, val = read_scalars(model_dir)
+        curve = val_curve(val)
+        conv[name] = convergence(curve, max_step)
+        curves[name] = {'bbox mAP': curve, 'mAP50': val_curve(val, 'coco/bbox_mAP_50')}
+        model = build_model_from_config(config, result['checkpoint'])
+        info = detector_complexity_info(model, (cfg.image_size, cfg.image_size))
+        built[name] = (model, model.cfg)
+        rows.append(dict(model=name, **result['metrics'], params_M=info['params'] / 1e6,
+                         gflops=info['flops'] / 1e9, s_per_iter=seconds_per_iter(train),
+                         checkpoint=result['checkpoint']))
+
+    step('pictures')
+    pictures = [plot_curves(curves, osp.join(work_dir, 'convergence.png'),
+                            xlabel='epoch' if by_epoch else 'iteration')]
+    paths, gt = _val_images(data_root, num_images)
+    pictures.append(detections_side_by_side(
+        built, paths, osp.join(work_dir, 'detections_side_by_side.png'),
+        classes=cfg.classes, gt=gt))
+    offsets_dir = osp.join(work_dir, 'offsets')
+    run_tool([osp.join(TOOLS, 'visualize_offsets.py'), MODELS[1][2], paths[0],
+              '--checkpoint', rows[1]['checkpoint'], '--out-dir', offsets_dir])
+    pictures += sorted(glob.glob(osp.join(offsets_dir, '*.png')))
+
+    report = report_lines(rows, conv, 'epoch' if by_epoch else 'iteration')
+    wall = time.time() - start
+    with open(osp.join(work_dir, 'results.md'), 'w') as f:
+        f.write(report + f'\n\nwall time of this call: {wall:.0f} s\n')
+    results = dict(rows=rows, convergence=conv, curves=curves, wall_s=wall,
+                   pictures=pictures)
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+    step(f'done in {wall:.0f} s (this call; a resumed demo counts only its own part)')
+    print(report)
+    for p in pictures:
+        print(f'  picture: {osp.relpath(p, REPO_ROOT)}')
+    print(f'  results: {osp.relpath(osp.join(work_dir, "results.md"), REPO_ROOT)}')
+    return results
