@@ -308,3 +308,18 @@ def test_extension_that_does_not_load_warns_and_falls_back(monkeypatch):
     finally:
         monkeypatch.undo()
         cpp_impl._load_extension.cache_clear()
+
+
+@needs_ext
+def test_forward_never_writes_into_the_bias_on_a_1x1_map():
+    # expand().contiguous() of a [1, C, 1, 1] view is the bias itself; the GEMM added the
+    # output into the layer's parameter (found with DetInferencer on RetinaNet's P7).
+    from mmdcn_plugin import DeformableConv2d
+    torch.manual_seed(0)
+    layer = DeformableConv2d(4, 4, 3, padding=1, bias=True, backend='cpp')
+    before = layer.bias.detach().clone()
+    with torch.no_grad():
+        y = layer(torch.randn(1, 4, 1, 1))
+        y.add_(1)
+        layer(torch.randn(1, 4, 1, 1))
+    assert torch.equal(layer.bias, before)

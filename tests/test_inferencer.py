@@ -50,18 +50,8 @@ def save_checkpoint(model, path, classes):
                     meta=dict(dataset_meta=dict(classes=tuple(classes)))), path)
 
 
-# The 'cpp' backend returns, for a batch of one with a 1x1 output (RetinaNet's P7 at
-# 128 px), a view of the layer's bias and accumulates into it: every forward pass of
-# the head's DeformableConv2d (bias=True) changes its bias (csrc/deform_conv_cpu.cpp,
-# `bias->view(...).expand(...).contiguous()` is no copy when the shape is 1x1).
-CPP_BIAS_ALIAS = pytest.mark.xfail(
-    strict=True, reason="cpp backend: a 1x1 output aliases the layer's bias")
-ALIAS_HIT = {'docs/examples/my_project/retinanet_r50-dcn-backbone-and-head_fpn_1x_coco.py'}
-
-
 def params(configs):
-    return [pytest.param(c, marks=(() if c in DEFAULT_SUITE else (pytest.mark.slow,))
-                         + ((CPP_BIAS_ALIAS,) if c in ALIAS_HIT else ()))
+    return [pytest.param(c, marks=() if c in DEFAULT_SUITE else (pytest.mark.slow,))
             for c in configs]
 
 

@@ -603,10 +603,10 @@ at::Tensor deform_conv_forward(const at::Tensor& input_, const at::Tensor& offse
   const bool has_bias = bias.has_value() && bias->defined();
   // Each output is written by exactly one GEMM: onto the bias, or (beta = 0, which
   // ignores what the memory held) from nothing.
-  at::Tensor out = has_bias ? bias->view({1, c_out, 1, 1})
-                                  .expand({geo.n, c_out, geo.ho, geo.wo})
-                                  .contiguous()
-                            : at::empty({geo.n, c_out, geo.ho, geo.wo}, input.options());
+  // A fresh tensor in every case: expand().contiguous() of a 1x1 map with a batch of
+  // one is the bias itself, and the GEMM would then add into the layer's parameter.
+  at::Tensor out = at::empty({geo.n, c_out, geo.ho, geo.wo}, input.options());
+  if (has_bias) out.copy_(bias->view({1, c_out, 1, 1}).expand_as(out));
   const int beta = has_bias ? 1 : 0;
   const at::Tensor out_blocks = out.view({geo.n, groups, og, geo.p()});
   const int64_t stride = block_positions(geo, block, input.element_size());
