@@ -16,13 +16,13 @@ from .deform_conv_onnx import (DEFORM_CONV_OPSET, MODES, deform_conv_node, onnx_
                                resolve_mode)
 from .export import EXPORTERS, ExportResult, export_onnx
 from .model_export import ModelExport, default_out, export_model, report_lines
-from .parts import PARTS, deformable_layers, export_part
+from .parts import PARTS, export_part
 from .runtime import default_opset, inference_session, require
 from .speed import INFER_SHAPES, infer_table, run_infer_ops, run_model_infer
 
 __all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'INFER_SHAPES', 'MODES', 'PARTS', 'ExportResult',
            'ModelExport', 'check_export', 'compare_outputs', 'default_opset', 'default_out',
-           'deform_conv_node', 'deformable_layers', 'export_model', 'export_onnx',
+           'deform_conv_node', 'export_model', 'export_onnx',
            'export_part', 'infer_table', 'inference_session', 'onnx_deform_conv',
            'op_counts', 'report_lines', 'require', 'resolve_mode', 'run_infer_ops',
            'run_model_infer']

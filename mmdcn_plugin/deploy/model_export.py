@@ -7,7 +7,8 @@ import torch
 from .check import Check, check_export
 from .deform_conv_onnx import resolve_mode
 from .export import ExportResult, export_onnx
-from .parts import deformable_calls, deformable_layers, export_part
+from ..layers import deformable_layers
+from .parts import deformable_calls, export_part
 from .runtime import check_opset, default_opset, require
 
 

@@ -92,11 +92,6 @@ def export_part(model: nn.Module, what: str) -> nn.Module:
     return BackbonePart(model, with_neck).eval()
 
 
-def deformable_layers(module: nn.Module) -> List[str]:
-    """Names of the :class:`DeformableConv2d` layers inside ``module``."""
-    return [name for name, m in module.named_modules() if isinstance(m, DeformableConv2d)]
-
-
 def deformable_calls(module: nn.Module, sample: Tensor) -> int:
     """How many times one forward of ``module`` on ``sample`` runs a deformable layer.
 
