@@ -92,3 +92,14 @@ def short_training_cfg(data_root, work_dir, hooks):
     cfg.experiment_name = osp.basename(work_dir)
     cfg.visualizer.name = osp.basename(work_dir)
     return cfg
+
+
+def load_tool(name):
+    """``tools/NAME.py`` as a module, run in this process (a tool is a script, not a
+    package module, so it is loaded from its file rather than through ``sys.path``)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'{name}_tool',
+                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

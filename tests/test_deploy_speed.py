@@ -1,11 +1,11 @@
 """Inference timing (tools/benchmark.py infer, model --infer) on tiny shapes: it runs and
 its rows add up; the numbers themselves are measured on a quiet machine, not here."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
+from helpers import load_tool
 from mmdcn_plugin.deploy import speed
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -15,11 +15,7 @@ TINY = {'tiny': (1, 8, 6, 7)}
 
 
 def load_benchmark_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(ROOT, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark')
 
 
 def test_infer_ops_rows_on_a_tiny_shape():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mmdcn_plugin.ops.deform_conv as deform_conv_module
+from helpers import load_tool
 from mmdcn_plugin.layers import DeformableConv2d
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -16,12 +17,8 @@ QUICK_PLAIN = osp.join(ROOT, 'configs', 'quickstart', 'faster-rcnn_r50-narrow_fp
 HEADS = ('ConvOffsetHead', 'SeparableOffsetHead')
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', osp.join(ROOT, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def export_tool():
+    return load_tool('export_onnx')
 
 
 def perturb_offsets(layer: DeformableConv2d, seed: int, scale: float = 0.5) -> None:
@@ -152,7 +149,7 @@ def test_compile_inductor_matches_eager():
 def tool():
     pytest.importorskip('onnx')
     pytest.importorskip('onnxruntime')
-    return load_tool()
+    return export_tool()
 
 
 def run_tool(tool, capsys, *args):

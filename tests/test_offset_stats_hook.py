@@ -18,7 +18,6 @@ y = o - 1 + i + dy:
 Total outside 60 / 144.
 """
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -30,7 +29,7 @@ from mmdet.registry import HOOKS
 
 from mmdcn_plugin import DeformableConv2d
 from helpers import one_thread  # noqa: F401  (autouse fixture)
-from helpers import short_training_cfg
+from helpers import load_tool, short_training_cfg
 from mmdcn_plugin.hooks import OffsetStats, OffsetStatsHook, offset_statistics
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -101,10 +100,7 @@ def test_registered_and_validated():
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('synthetic')
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_coco', osp.join(ROOT, 'tools', 'make_synthetic_coco.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('make_synthetic_coco')
     tool.main(['--out-dir', str(root), '--num-train', '8', '--num-val', '4', '--no-progress'])
     return str(root) + '/'
 

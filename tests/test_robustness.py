@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import QUICK_DCNV2, ROOT, one_thread  # noqa: F401  (one_thread: fixture)
+from helpers import QUICK_DCNV2, load_tool, one_thread  # noqa: F401  (one_thread: fixture)
 from mmdcn_plugin.robustness import (IDENTITY, by_stage, coco_samples, count_on_object,
                                      evaluate_checkpoint, evaluate_on_splits, interior_point,
                                      load_config, on_object_by_value, on_object_fractions,
@@ -288,12 +288,7 @@ def test_identity_value_gives_the_untransformed_metric(data, checkpoints, plain,
 def _tool():
     """tools/robustness.py as a module (run in this process: a fresh interpreter spends
     more time importing torch and mmdet than the whole sweep takes)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('robustness_tool',
-                                                  osp.join(ROOT, 'tools', 'robustness.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('robustness')
 
 
 def test_tool_end_to_end(data, checkpoints, plain, tmp_path, capsys):

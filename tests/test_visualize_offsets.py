@@ -1,6 +1,5 @@
 """Offset pictures (mmdcn_plugin/visualization/, tools/visualize_offsets.py, the hook)."""
 import glob
-import importlib.util
 import os.path as osp
 
 import cv2
@@ -15,7 +14,7 @@ from mmdet.registry import HOOKS, MODELS
 
 from mmdcn_plugin import DeformableConv2d
 from helpers import one_thread  # noqa: F401  (autouse fixture)
-from helpers import short_training_cfg
+from helpers import load_tool, short_training_cfg
 from mmdcn_plugin.hooks import OffsetVisualizationHook
 from mmdcn_plugin.visualization import (LayerCapture, capture_layers, init_model,
                                         trace_image_point, trace_sampling_points,
@@ -143,16 +142,12 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'visualize_offsets_tool', osp.join(ROOT, 'tools', 'visualize_offsets.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def visualize_tool():
+    return load_tool('visualize_offsets')
 
 
 def test_cli_without_checkpoint(image_path, tmp_path, capsys):
-    paths = load_tool().main([DCNV2, image_path, '--out-dir', str(tmp_path)])
+    paths = visualize_tool().main([DCNV2, image_path, '--out-dir', str(tmp_path)])
     assert sorted(osp.basename(p) for p in paths) == ['shapes_feature_response.png',
                                                       'shapes_sampling_points.png']
     for p in paths:
@@ -185,7 +180,7 @@ def test_checkpoint_gives_non_regular_points(image_path, checkpoint, tmp_path):
     again = trace_image_point(plain_chain, (40, 44), result.metainfo)
     assert np.array_equal(again.deformable_xy, traced.regular_xy)
 
-    paths = load_tool().main([DCNV2, image_path, '--checkpoint', checkpoint,
+    paths = visualize_tool().main([DCNV2, image_path, '--checkpoint', checkpoint,
                               '--points', '40,44', '100,90', '--out-dir', str(tmp_path)])
     assert sorted(osp.basename(p) for p in paths) == [
         'shapes_detections.png', 'shapes_feature_response.png', 'shapes_sampling_points.png']
@@ -194,33 +189,30 @@ def test_checkpoint_gives_non_regular_points(image_path, checkpoint, tmp_path):
 def test_config_without_deformable_layer(image_path, tmp_path):
     with pytest.raises(ValueError, match=r"faster-rcnn_r50-narrow_fpn_synthetic\.py.*"
                                          r'no deformable layer found'):
-        load_tool().main([BASELINE, image_path, '--out-dir', str(tmp_path)])
+        visualize_tool().main([BASELINE, image_path, '--out-dir', str(tmp_path)])
 
 
 def test_unreadable_image(tmp_path):
     bad = tmp_path / 'notes.png'
     bad.write_text('not an image')
     with pytest.raises(ValueError, match=r'notes\.png.*could not be read'):
-        load_tool().main([DCNV2, str(bad), '--out-dir', str(tmp_path)])
+        visualize_tool().main([DCNV2, str(bad), '--out-dir', str(tmp_path)])
     with pytest.raises(FileNotFoundError, match=r'missing\.png.*does not exist'):
-        load_tool().main([DCNV2, str(tmp_path / 'missing.png'), '--out-dir', str(tmp_path)])
+        visualize_tool().main([DCNV2, str(tmp_path / 'missing.png'), '--out-dir', str(tmp_path)])
 
 
 def test_unknown_layer(image_path, tmp_path):
     with pytest.raises(ValueError, match=r"unknown layer 'backbone\.nope'.*"
                                          r"'backbone\.layer2\.0\.conv2'.*"
                                          r"'backbone\.layer4\.2\.conv2'"):
-        load_tool().main([DCNV2, image_path, '--layer', 'backbone.nope',
+        visualize_tool().main([DCNV2, image_path, '--layer', 'backbone.nope',
                           '--out-dir', str(tmp_path)])
 
 
 def test_hook_writes_pictures(image_path, tmp_path):
     assert HOOKS.get('OffsetVisualizationHook') is OffsetVisualizationHook
     data_root = str(tmp_path / 'data') + '/'
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_coco', osp.join(ROOT, 'tools', 'make_synthetic_coco.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('make_synthetic_coco')
     tool.main(['--out-dir', data_root, '--num-train', '4', '--num-val', '1', '--no-progress'])
 
     cfg = short_training_cfg(data_root, str(tmp_path / 'work'),
