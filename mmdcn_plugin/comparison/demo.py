@@ -7,6 +7,7 @@ exactly as a user would run them, so the demo runs from a checkout (``pip instal
 import glob
 import json
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -87,7 +88,6 @@ def ensure_dataset(data_root: str, num_train: int, num_val: int, image_size: int
 def train_and_test(name: str, config: str, work_dir: str, overrides: List[str]) -> Dict:
     """Train (resuming) and evaluate one detector: ``{'metrics': ..., 'checkpoint': ...}``.
     A detector whose ``test_metrics.json`` exists is neither trained nor tested again."""
-    import re
     done = osp.join(work_dir, 'test_metrics.json')
     last = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(done) and osp.isfile(last):

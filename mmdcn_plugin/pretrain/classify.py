@@ -117,6 +117,6 @@ def train_classifier(model: nn.Module, x: Tensor, labels: Tensor, *, epochs: int
             opt.step()
             it += 1
             if log is not None and (it % 25 == 0 or it == total):
-                log(dict(epoch=epoch + 1, iter=it, total=total, loss=float(loss),
+                log(dict(epoch=epoch + 1, iter=it, total=total, loss=loss.item(),
                          lr=lr_at(it - 1), seconds=time.time() - start))
-    return dict(iters=total, seconds=time.time() - start, final_loss=float(loss))
+    return dict(iters=total, seconds=time.time() - start, final_loss=loss.item())
