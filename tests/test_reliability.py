@@ -71,7 +71,10 @@ def test_sigkill_then_resume_continues_to_the_end(data, tmp_path, max_epochs):
                              stderr=subprocess.DEVNULL)
     last = work / 'last_checkpoint'
     deadline = time.time() + 300
-    while not last.exists() and child.poll() is None and time.time() < deadline:
+    # MMEngine creates last_checkpoint before it writes the path into it: wait for the path,
+    # or a kill in between leaves an empty file (seen once in CI).
+    while (not (last.exists() and last.read_text().strip()) and child.poll() is None
+           and time.time() < deadline):
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
