@@ -30,6 +30,23 @@ def test_fresh_layer_is_the_plain_conv(head, modulated):
     assert torch.allclose(layer(x), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize('head', HEADS, ids=lambda h: str(sorted(h.items())))
+def test_mask_scale_2_starts_dcnv2_as_the_plain_conv(head):
+    torch.manual_seed(0)
+    layer = DeformableConv2d(8, 6, 3, padding=1, bias=True, offset_head=head,
+                             mask_scale=2.0)
+    x = torch.randn(2, 8, 9, 7)
+    with torch.no_grad():
+        layer.bias.normal_()
+    assert torch.allclose(layer(x), F.conv2d(x, layer.weight, layer.bias, 1, 1), atol=1e-5)
+    # The scale applies to whatever mask the head learns: (0, 1) becomes (0, 2).
+    with torch.no_grad():
+        layer.offset_head.last_layer().bias.fill_(-2.0)
+    offset, mask = layer.offset_and_mask(x)
+    assert torch.allclose(mask, 2 * torch.sigmoid(torch.tensor(-2.0)).expand_as(mask))
+    assert 'mask_scale=2.0' in repr(layer)
+
+
 @pytest.mark.parametrize('head', HEADS[:2], ids=['conv', 'separable'])
 @pytest.mark.parametrize('geometry', [
     dict(kernel_size=3, stride=1, padding=1, dilation=1),
@@ -217,6 +234,12 @@ def test_separable_head_refuses_mmcv_keys_strictly():
      r'context_dilation=2 with kernel size 2'),
     (dict(in_channels=4, out_channels=4, kernel_size=3,
           offset_head=dict(type='ConvOffsetHead', bogus=1)), TypeError, r'bogus'),
+    (dict(in_channels=4, out_channels=4, kernel_size=3, mask_scale=0), ValueError,
+     r'mask_scale: expected a positive finite number, got 0'),
+    (dict(in_channels=4, out_channels=4, kernel_size=3, mask_scale=float('nan')),
+     ValueError, r'mask_scale: expected a positive finite number, got nan'),
+    (dict(in_channels=4, out_channels=4, kernel_size=3, modulated=False, mask_scale=2),
+     ValueError, r'mask_scale=2 needs modulated=True'),
 ])
 def test_constructor_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):

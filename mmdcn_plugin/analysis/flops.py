@@ -159,7 +159,7 @@ class DeformConv2dCountingOp(torch.autograd.Function):
 
 
 def _counting_forward(layer: DeformableConv2d, x: Tensor) -> Tensor:
-    offset, mask = layer.offset_head(x)
+    offset, mask = layer.offset_and_mask(x)
     return DeformConv2dCountingOp.apply(x, offset, layer.weight, mask, layer.bias, layer)
 
 

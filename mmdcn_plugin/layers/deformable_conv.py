@@ -6,7 +6,7 @@ References:
 """
 import math
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,8 @@ class DeformableConv2d(nn.Module):
     A fresh layer samples the regular grid: its offset head's last layer is zero.
     DCNv1 then computes exactly ``conv2d(x, weight, bias)``; DCNv2 multiplies every
     sample by the mask ``sigmoid(0) = 0.5``, as mmcv's DCNv2 does, so it computes
-    ``0.5 * conv2d(x, weight) + bias``.
+    ``0.5 * conv2d(x, weight) + bias``, unless ``mask_scale=2`` makes the mask
+    ``2 * sigmoid(0) = 1`` and the layer starts as exactly ``conv2d(x, weight, bias)``.
 
     Args:
         in_channels (int), out_channels (int), kernel_size (int or pair),
@@ -67,6 +68,11 @@ class DeformableConv2d(nn.Module):
             in ``mmdet.registry.MODELS``; the layer adds its own geometry.
             Default: ``dict(type='ConvOffsetHead')``.
         backend (str or None): see :func:`mmdcn_plugin.ops.deform_conv2d`.
+        mask_scale (float): DCNv2 only: the mask is ``mask_scale * sigmoid(logits)``,
+            in ``(0, mask_scale)``.  1 is mmcv's DCNv2 (a fresh layer halves its
+            conv's response); 2 starts the layer equal to the plain conv it replaces,
+            so the weights of a plain-conv pretrained backbone keep their meaning.
+            Default: 1.
         deformable_groups (int, deprecated): mmcv's old spelling of ``deform_groups``,
             still used by some of mmdet's configs (SOLOv2, TOOD).  Accepted with a
             ``DeprecationWarning``, as mmcv does; giving both spellings with different
@@ -81,7 +87,8 @@ class DeformableConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, deform_groups: Optional[int] = None,
                  bias: bool = False, modulated: bool = True, offset_head: Optional[dict] = None,
-                 backend: Optional[str] = None, *, deformable_groups: Optional[int] = None):
+                 backend: Optional[str] = None, mask_scale: float = 1.0, *,
+                 deformable_groups: Optional[int] = None):
         super().__init__()
         deform_groups = _resolve_deform_groups(deform_groups, deformable_groups)
         self.in_channels = _positive_int(in_channels, 'in_channels')
@@ -103,6 +110,14 @@ class DeformableConv2d(nn.Module):
                              f"{['auto'] + sorted(BACKENDS)}")
         self.backend = backend
         self.modulated = bool(modulated)
+        if isinstance(mask_scale, bool) or not isinstance(mask_scale, (int, float)) \
+                or not math.isfinite(mask_scale) or mask_scale <= 0:
+            raise ValueError(f'mask_scale: expected a positive finite number, got '
+                             f'{mask_scale!r}')
+        if mask_scale != 1 and not self.modulated:
+            raise ValueError(f'mask_scale={mask_scale} needs modulated=True: DCNv1 has '
+                             'no mask')
+        self.mask_scale = float(mask_scale)
         # mmcv's ConvModule reads these from whatever conv it wraps (as mmcv's DCN has).
         self.transposed = False
         self.output_padding = (0, 0)
@@ -149,8 +164,21 @@ class DeformableConv2d(nn.Module):
         """
         self.offset_head.init_weights()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def offset_and_mask(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """The sampling field: the head's offsets and its mask times ``mask_scale``.
+
+        Shapes: x (Tensor[N, C_in, H, W]) -> offset (Tensor[N, 2*G*kh*kw, H_out, W_out]),
+        mask (Tensor[N, G*kh*kw, H_out, W_out] in (0, mask_scale), or None for DCNv1).
+        Hooks on ``offset_head`` (pictures, :class:`OffsetStatsHook`) see the mask
+        before the scaling, in (0, 1).
+        """
         offset, mask = self.offset_head(x)
+        if mask is not None and self.mask_scale != 1:
+            mask = mask * self.mask_scale
+        return offset, mask
+
+    def forward(self, x: Tensor) -> Tensor:
+        offset, mask = self.offset_and_mask(x)
         return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding,
                              self.dilation, mask, backend=self.backend)
 
@@ -173,4 +201,6 @@ class DeformableConv2d(nn.Module):
              f'bias={self.bias is not None}, modulated={self.modulated}')
         if self.backend is not None:
             s += f', backend={self.backend!r}'
+        if self.mask_scale != 1:
+            s += f', mask_scale={self.mask_scale}'
         return s
