@@ -10,7 +10,7 @@ names = {
     MODELS: ['DeformableConv2d', 'ConvOffsetHead', 'SeparableOffsetHead'],
     HOOKS: ['OffsetStatsHook', 'OffsetVisualizationHook', 'RNGStateHook'],
     DATASETS: ['SafeCocoDataset'],
-    TRANSFORMS: ['SafeLoadImageFromFile'],
+    TRANSFORMS: ['SafeLoadImageFromFile', 'RandomRotateScaleShear'],
     MODEL_WRAPPERS: ['CPUDistributedDataParallel'],
 }
 missing = [(r.name, n) for r, ns in names.items() for n in ns if n not in r.module_dict]

@@ -4,12 +4,14 @@
 (``transforms.py``) apply the rules of ``bad_data.py`` and report through
 :class:`BadDataWarning`.  ``safe_coco.py`` imports ``mmdet.datasets`` (and with it
 mmcv's compiled ops), so it is registered here without being imported: the first
-lookup in ``mmdet.registry.DATASETS`` imports it (see ``lazy_registry.py``).
+lookup in ``mmdet.registry.DATASETS`` imports it (see ``lazy_registry.py``).  The
+training augmentation ``RandomRotateScaleShear`` lives with the geometry it shares,
+in :mod:`mmdcn_plugin.robustness.augment`, and is registered the same lazy way.
 
 The synthetic dataset generator moved to :mod:`mmdcn_plugin.synthetic`; its names
 are re-exported here for code that imported them from ``mmdcn_plugin.datasets``.
 """
-from mmdet.registry import DATASETS
+from mmdet.registry import DATASETS, TRANSFORMS
 
 from ..lazy_registry import register_lazily
 from ..synthetic import CLASSES, DEFORMATION_LEVELS, generate_synthetic_coco
@@ -17,6 +19,7 @@ from .bad_data import BadDataWarning
 from .transforms import SafeLoadImageFromFile
 
 register_lazily(DATASETS, 'SafeCocoDataset', 'mmdcn_plugin.datasets.safe_coco')
+register_lazily(TRANSFORMS, 'RandomRotateScaleShear', 'mmdcn_plugin.robustness.augment')
 
 __all__ = ['BadDataWarning', 'SafeLoadImageFromFile', 'CLASSES', 'DEFORMATION_LEVELS',
            'generate_synthetic_coco']
