@@ -23,8 +23,10 @@ test-all: env
 demo: env
 	$(PY) tools/demo.py
 
-# The deformation study (docs/study/); resumable: run it again to continue.
-# STUDY_ARGS=--quick for the smoke version.
+# The robustness study (docs/study/): 4 variants x 2 arms x 5 seeds on the quick-start
+# recipe, each swept over rotation, scale and shear; one JSON per finished run under
+# docs/study/runs/ (commit them), so a later call continues where it stopped.
+# STUDY_ARGS=--quick for the smoke version, STUDY_ARGS='--max-runs 1' for one run.
 STUDY_ARGS ?=
 study: env
 	$(PY) tools/study.py $(STUDY_ARGS)

@@ -9,7 +9,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     # `make test` (what CI runs) skips these; every feature a slow test checks is
     # also checked there on a short schedule (e.g. SIGKILL/resume over 2 epochs, not 6;
-    # a one-run study grid, not the 4-run --quick grid).  `make test-all` runs both.
+    # one variant of the study's --quick grid, not both).  `make test-all` runs both.
     config.addinivalue_line('markers', 'slow: takes minutes; the longer schedule of '
                             'something make test checks on a short one; run with --runslow')
 

@@ -1,6 +1,6 @@
-"""mmdcn_plugin.study and tools/study.py: schedule arithmetic, a one-run grid end to end
-with resume, the committed report rebuilt from its own CSV, and (slow) the --quick grid."""
-import csv
+"""mmdcn_plugin.study and tools/study.py: the recipe read from the quick-start config,
+each run's config, the statistics against hand-computed numbers, the report of a
+partial grid, and the --quick study end to end with resume."""
 import json
 import os
 import os.path as osp
@@ -11,10 +11,11 @@ import sys
 import pytest
 
 from mmdcn_plugin import study
-from mmdcn_plugin.study import StudySetup, build_report, make_grid
+from mmdcn_plugin.study import (BASE_CONFIG, Recipe, StudySetup, aggregate, build_report,
+                                curve_area, paired_difference, read_recipe, run_overrides,
+                                t_interval, write_run_config)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-COMMITTED = osp.join(ROOT, 'docs', 'study')
 
 
 def run_study(*args):
@@ -23,162 +24,242 @@ def run_study(*args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_milestones_scale_the_quickstart_schedule():
-    assert study.milestones(24) == [18, 22]
-    assert study.milestones(12) == [9, 11]
-    assert study.milestones(1) == [1]
+# ------------------------------------------------------------------ recipe and run configs
+def _config(tmp_path, body):
+    path = tmp_path / 'recipe.py'
+    path.write_text(f'_base_ = {BASE_CONFIG!r}\n{body}\n')
+    return str(path)
 
 
-def test_overrides_name_the_level_data_and_the_seed():
-    opts = study.train_overrides('/d/strong', study.GRIDS['full'], seed=2)
-    assert 'train_dataloader.dataset.data_root=/d/strong/' in opts
-    assert 'val_evaluator.ann_file=/d/strong/annotations/val.json' in opts
-    assert 'randomness.seed=2' in opts
-    assert 'param_scheduler.1.milestones=[9,11]' in opts
-    assert 'train_cfg.max_epochs=12' in opts
-    # The recipe the committed results were trained with, not the quick-start's current one.
-    assert 'model.backbone.init_cfg=None' in opts and 'param_scheduler.0.end=100' in opts
+def test_recipe_reads_an_iteration_schedule(tmp_path):
+    config = _config(tmp_path, "train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', "
+                     "max_iters=720, val_interval=90)\nnum_train_images = 1500\n"
+                     "num_val_images = 120")
+    recipe = read_recipe(config)
+    assert (recipe.by_epoch, recipe.length, recipe.val_interval) == (False, 720, 90)
+    assert (recipe.num_train, recipe.num_val, recipe.image_size) == (1500, 120, 128)
+    assert recipe.describe().startswith('720 iterations (validation every 90), batch 8, 1500')
+    quick = read_recipe(config, quick=True)
+    assert (quick.by_epoch, quick.length, quick.num_train, quick.num_val) == (False, 2, 8, 4)
+    assert quick.quick and quick.batch_size == 4
 
 
-def test_every_variant_has_a_config():
-    for variant in study.VARIANTS:
-        assert osp.isfile(study.variant_config(variant)), variant
-    with pytest.raises(ValueError, match=r"variant: expected one of \['baseline', .*got 'x'"):
-        study.variant_config('x')
+def test_recipe_reads_an_epoch_schedule(tmp_path):
+    recipe = read_recipe(_config(tmp_path, "train_cfg = dict(max_epochs=6, val_interval=2)"))
+    assert (recipe.by_epoch, recipe.length, recipe.val_interval) == (True, 6, 2)
+    quick = read_recipe(_config(tmp_path, ''), quick=True)
+    assert (quick.by_epoch, quick.length, quick.batch_size) == (True, 1, 4)  # 2 iterations
+    overrides = run_overrides(quick, '/d', 0, 'a')
+    assert overrides['train_cfg'] == dict(max_epochs=1, val_interval=1)
 
 
-def test_make_grid_overrides_and_checks():
-    grid = make_grid('quick', levels=['strong'], epochs=None)
-    assert grid['levels'] == ('strong',) and grid['epochs'] == 1
-    with pytest.raises(ValueError, match='--num-val must be >= 1, got 0'):
-        make_grid('full', num_val=0)
-    with pytest.raises(ValueError, match=r'--seeds must be non-negative, got \[0, -1\]'):
-        make_grid('full', seeds=[0, -1])
-    with pytest.raises(ValueError, match=r"overrides: expected keys among .*got \['lr'\]"):
-        make_grid('full', lr=1)
+def test_recipe_errors_name_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r'train_cfg must hold max_epochs .* or max_iters'):
+        read_recipe(_config(tmp_path, "train_cfg = dict(_delete_=True, type='X')"))
+    with pytest.raises(ValueError, match=r'num_val_images must be a positive int, got 0'):
+        read_recipe(_config(tmp_path, 'num_val_images = 0'))
 
 
-def test_the_command_names_only_what_differs_from_the_grid(tmp_path):
-    setup = StudySetup(grid=make_grid('quick', seeds=[0, 1]), grid_name='quick',
-                       out_dir=str(tmp_path), docs_dir=str(tmp_path))
-    assert setup.command() == 'python tools/study.py --quick --seeds 0 1'
-    assert [r.name for r in setup.runs()][:2] == ['none/baseline/seed0', 'none/dcnv2/seed0']
+def test_a_run_adds_its_seed_its_data_and_in_arm_b_the_augmentation():
+    recipe = read_recipe()
+    a = run_overrides(recipe, '/d/x', 3, 'a')
+    assert a['randomness'] == dict(seed=3)
+    assert a['val_dataloader']['dataset']['data_root'] == '/d/x/'
+    assert a['test_evaluator']['ann_file'] == '/d/x/annotations/val.json'
+    assert 'pipeline' not in a['train_dataloader']['dataset'] and 'train_cfg' not in a
+    b = run_overrides(recipe, '/d/x', 3, 'b')
+    types = [s['type'] for s in b['train_dataloader']['dataset']['pipeline']]
+    i = types.index('LoadAnnotations')
+    assert types[i + 1] == 'RandomRotateScaleShear'
+    load = b['train_dataloader']['dataset']['pipeline'][i]
+    assert load['with_mask'] and not load['poly2mask']
+    with pytest.raises(ValueError, match="arm: expected 'a' or 'b', got 'c'"):
+        run_overrides(recipe, '/d', 0, 'c')
+    with pytest.raises(ValueError, match='expected a LoadAnnotations step'):
+        study.augmented_pipeline([dict(type='LoadImageFromFile')])
 
 
-@pytest.mark.parametrize('code, expected', [('raise SystemExit(3)', 3),
-                                            ('import os; os.kill(os.getpid(), 9)', -9)])
-def test_exit_code_of_a_wait_status(code, expected):
-    """What os.waitstatus_to_exitcode gives on Python >= 3.9, on 3.8 too."""
-    child = subprocess.Popen([sys.executable, '-c', code])
-    _, status, _ = os.wait4(child.pid, 0)
-    assert study.grid.exit_code(status) == expected
-    if hasattr(os, 'waitstatus_to_exitcode'):
-        assert os.waitstatus_to_exitcode(status) == expected
+def test_the_arm_b_config_trains_through_the_augmentation(tmp_path):
+    from mmdet.registry import DATASETS
+    from mmdcn_plugin.robustness.augment import RandomRotateScaleShear
+    recipe = read_recipe(quick=True)
+    root = study.ensure_dataset(str(tmp_path), recipe, log=lambda msg: None)
+    cfg = study.run_config(recipe, root, arm='b')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert any(isinstance(t, RandomRotateScaleShear) for t in dataset.pipeline.transforms)
+    item = dataset[0]
+    assert item['inputs'].shape[1:] == (128, 128)
+    assert len(item['data_samples'].gt_instances) > 0
+    assert 'masks' not in item['data_samples'].gt_instances   # dropped for Faster R-CNN
 
 
+def test_a_run_config_is_not_silently_replaced(tmp_path):
+    path = str(tmp_path / 'c.py')
+    text = write_run_config(path, 'base.py', dict(randomness=dict(seed=1)))
+    assert "_base_ = 'base.py'" in text and 'randomness = ' in text
+    assert write_run_config(path, 'base.py', dict(randomness=dict(seed=1))) == text
+    with pytest.raises(ValueError, match='holds another run config'):
+        write_run_config(path, 'base.py', dict(randomness=dict(seed=2)))
+
+
+def test_the_grid_is_seed_first_and_checked(tmp_path):
+    recipe = read_recipe(quick=True)
+    setup = StudySetup.quick(recipe, str(tmp_path / 'o'), str(tmp_path / 'd'))
+    names = [r.name for r in setup.runs()]
+    assert names == ['a/baseline/seed0', 'a/dcnv2/seed0', 'b/baseline/seed0', 'b/dcnv2/seed0']
+    assert setup.runs()[0].result_file == str(tmp_path / 'd/runs/a/baseline/seed0.json')
+    assert setup.command() == 'python tools/study.py --quick'
+    full = StudySetup(read_recipe(), '', '', seeds=(0, 1))
+    assert len(full.runs()) == 2 * 4 * 2 and 'dcnv2-sep-max4' not in study.VARIANTS
+    assert full.command() == 'python tools/study.py --seeds 0,1'
+    with pytest.raises(ValueError, match=r"variants: expected some of .*got \['x'\]"):
+        StudySetup(recipe, '', '', variants=['x'])
+    with pytest.raises(ValueError, match=r'seeds: expected non-negative ints, got \[-1\]'):
+        StudySetup(recipe, '', '', seeds=[-1])
+
+
+# ------------------------------------------------------------------ statistics
+def test_t_interval_by_hand():
+    # mean 2.5, s = 1.2910, t(0.975, 3) = 3.18245: 2.5 -+ 3.18245 * 1.2910 / 2
+    low, high = t_interval([1, 2, 3, 4])
+    assert low == pytest.approx(0.445739, abs=1e-5) and high == pytest.approx(4.554261, abs=1e-5)
+    assert t_interval([0.3]) == (None, None)
+    s = study.summarize([0.3])
+    assert (s['n'], s['mean'], s['std'], s['ci_low']) == (1, 0.3, None, None)
+
+
+def test_curve_area_is_a_mean_over_the_range():
+    assert curve_area([0, 30, 60], [0.3, 0.6, 0.3]) == pytest.approx(0.45)
+    # uneven steps: (0.5 * 0.3 + 1 * 0.25) / 1.5
+    assert curve_area([0.5, 1, 2], [0.2, 0.4, 0.1]) == pytest.approx(0.4 / 1.5)
+    assert curve_area([1.0], [0.25]) == 0.25
+    with pytest.raises(ValueError, match='strictly increasing'):
+        curve_area([0, 0], [1, 1])
+    with pytest.raises(ValueError, match='equally long and non-empty, got 2 and 1'):
+        curve_area([0, 1], [1])
+
+
+def test_paired_difference_by_seed():
+    d = paired_difference({0: 0.5, 1: 0.6, 2: 0.4, 3: 0.9}, {0: 0.4, 1: 0.45, 2: 0.35})
+    # differences 0.1, 0.15, 0.05: mean 0.1, s = 0.05, t(0.975, 2) = 4.302653
+    assert d['seeds'] == [0, 1, 2] and d['n'] == 3
+    assert d['mean'] == pytest.approx(0.1)
+    assert d['ci_low'] == pytest.approx(0.1 - 0.124207, abs=1e-5)
+    assert d['ci_high'] == pytest.approx(0.1 + 0.124207, abs=1e-5)
+
+
+# ------------------------------------------------------------------ report of a partial grid
+def _fake_run(arm, variant, seed, level, recipe):
+    """A run whose rotate curve is ``level`` at 0 degrees falling linearly to 0 at 180."""
+    rows = [dict(value=v, bbox_mAP=level * (1 - v / 180), mAP50=level, mAP75=level / 2,
+                 bbox_mAP_s=0, bbox_mAP_m=0, n_instances=10) for v in (0, 90, 180)]
+    on_object = None if variant == 'baseline' or arm == 'b' else [
+        dict(value=v, stage=s, instances=3, points=27, deformable=0.6, regular=0.5)
+        for v in (0, 90, 180) for s in study.STAGES]
+    return dict(arm=arm, variant=variant, seed=seed, recipe=recipe.as_dict(),
+                final=dict(bbox_mAP=level), sweeps=dict(rotate=rows), on_object=on_object,
+                machine='test machine', jobs=1, threads=1, sec_per_iter=0.5, train_wall_s=10.0, wall_s=12.0,
+                peak_rss_mb=500.0)
+
+
+def test_report_of_a_partial_grid(tmp_path):
+    recipe = read_recipe(quick=True)
+    setup = StudySetup(recipe, str(tmp_path), str(tmp_path / 'docs'), arms=('a', 'b'),
+                       variants=('baseline', 'dcnv2'), seeds=(0, 1, 2),
+                       sweeps=dict(rotate=(0, 90, 180)), on_object_images=2)
+    levels = {('baseline', 0): 0.4, ('baseline', 1): 0.5, ('dcnv2', 0): 0.5,
+              ('dcnv2', 1): 0.7, ('dcnv2', 2): 0.9}
+    results = [_fake_run('a', v, s, lv, recipe) for (v, s), lv in levels.items()]
+    results.append(_fake_run('b', 'dcnv2', 0, 0.3, recipe))
+    summary = aggregate(results, setup.arms, setup.variants)
+    areas = {(e['arm'], e['variant']): e for e in summary['areas']}
+    # The area of a line from L to 0 is L / 2; dcnv2 pairs with the baseline on seeds 0, 1.
+    assert areas[('a', 'dcnv2')]['area']['mean'] == pytest.approx((0.5 + 0.7 + 0.9) / 6)
+    pair = areas[('a', 'dcnv2')]['vs_baseline']
+    # areas 0.25, 0.35 against 0.20, 0.25: differences 0.05 and 0.10
+    assert pair['seeds'] == [0, 1] and pair['mean'] == pytest.approx(0.075)
+    assert 'vs_baseline' not in areas[('b', 'dcnv2')]   # no arm (b) baseline yet
+    assert areas[('b', 'dcnv2')]['area']['ci_low'] is None
+    keys = ('params', 'flops', 'offset_params', 'offset_flops', 'sampling_flops')
+    (tmp_path / 'complexity.json').write_text(json.dumps(
+        {f'{v}@128': {k: 1000 for k in keys} for v in ('baseline', 'dcnv2')}))
+    report = open(build_report(setup, results, date='2026-01-01')).read()
+    assert 'Runs finished: 6 of 12' in report and 'Partial grid: 6 runs' in report
+    assert '| (a) | rotate | DCNv2, ConvOffsetHead | 3 | 0.350 ± 0.100 |' in report
+    assert '| +0.075 |' in report
+    assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
+    docs = tmp_path / 'docs'
+    assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (docs / 'results.csv').read_text().splitlines()[0].startswith('arm,variant,transform')
+    assert json.loads((docs / 'summary.json').read_text())['runs_finished'] == 6
+    results[-1]['recipe'] = dict(results[-1]['recipe'], length=99)
+    with pytest.raises(ValueError, match=r'these runs differ: \[\'b/dcnv2/seed0\'\]'):
+        build_report(setup, results)
+
+
+# ------------------------------------------------------------------ the command line
 def test_bad_arguments_are_refused(tmp_path):
-    rc, out = run_study('--quick', '--out-dir', str(tmp_path), '--epochs', '0')
-    assert rc == 2 and '--epochs must be >= 1, got 0' in out
+    rc, out = run_study('--quick', '--out-dir', str(tmp_path), '--jobs', '0')
+    assert rc == 2 and '--jobs must be >= 1, got 0' in out
+    rc, out = run_study('--quick', '--out-dir', str(tmp_path), '--variants', 'dcnv3')
+    assert rc == 2 and "variants: expected some of" in out and "'dcnv3'" in out
     rc, out = run_study('--quick', '--out-dir', str(tmp_path), '--report-only')
     assert rc != 0 and 'no finished run' in out
 
 
-def test_a_dataset_of_another_size_is_refused_not_reused(tmp_path):
-    root = tmp_path / 'data' / 'none'
-    root.mkdir(parents=True)
-    (root / 'study_spec.json').write_text(json.dumps(dict(
-        level='none', num_train=8, num_val=4, seed=0, image_size=study.IMAGE_SIZE)))
-    grid = dict(study.GRIDS['quick'], num_train=9)
-    with pytest.raises(ValueError, match=r"expected .*'num_train': 9.* found .*'num_train': 8"):
-        study.ensure_dataset(str(tmp_path), 'none', grid)
+def _check_quick(out_dir, docs, runs):
+    for name in runs:
+        r = json.loads((docs / 'runs' / f'{name}.json').read_text())
+        assert r['recipe']['quick'] and r['iterations'] == 2 and r['sec_per_iter'] > 0
+        assert sorted(r['sweeps']) == ['rotate', 'scale', 'shear']
+        assert [row['value'] for row in r['sweeps']['rotate']] == [0, 90, 180]
+        assert (r['on_object'] is not None) == (name.startswith('a/') and 'baseline' not in name)
+        assert r['machine'] and r['wall_s'] > 0 and r['val_curve']
+    report = (docs / 'results.md').read_text()
+    for transform in ('rotate', 'scale', 'shear'):
+        assert (docs / f'robustness_{transform}.png').read_bytes()[:4] == b'\x89PNG'
+        assert f'### {transform}' in report
+    return report
 
 
-def _committed_results():
-    """The committed runs, as result.json holds them, read back from results.csv."""
-    ints = ('seed', 'iterations', 'epochs', 'num_train', 'num_val', 'threads')
-    text = ('level', 'variant', 'config')
-    with open(osp.join(COMMITTED, 'results.csv')) as f:
-        return [{k: (v if k in text else None if v == '' else int(v) if k in ints
-                     else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def test_the_committed_report_is_rebuilt_byte_for_byte(tmp_path):
-    """The report code, fed the committed runs, writes the committed tables again."""
-    summary = json.loads(open(osp.join(COMMITTED, 'summary.json')).read())
-    keys = ('params', 'flops', 'offset_params', 'offset_flops', 'sampling_flops',
-            'deformable_layers')
-    (tmp_path / 'complexity.json').write_text(json.dumps(
-        {v: {k: c[k] for k in keys} for v, c in summary['variants'].items()}))
-    setup = StudySetup(grid=make_grid('full'), grid_name='full', out_dir=str(tmp_path),
-                       docs_dir=str(tmp_path / 'docs'), jobs=summary['jobs'],
-                       threads=summary['threads'])
-    build_report(setup, _committed_results(), date=summary['date'],
-                 machine=summary['machine'])
-    for name in ('results.md', 'results.csv', 'summary.json'):
-        assert (tmp_path / 'docs' / name).read_text() == \
-            open(osp.join(COMMITTED, name)).read(), name
-    assert (tmp_path / 'docs' / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-
-
-def _check_report(docs, cells, variants):
-    with open(docs / 'results.csv') as f:
-        rows = list(csv.DictReader(f))
-    assert sorted((r['level'], r['variant']) for r in rows) == sorted(cells)
-    summary = json.loads((docs / 'summary.json').read_text())
-    table = (docs / 'results.md').read_text()
-    for variant in variants:
-        assert study.variant_label(variant) in table
-    assert (docs / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    return summary
-
-
-def test_one_run_grid_end_to_end_and_resume(tmp_path):
-    """The short schedule of every part: dataset, training, result, report, resume."""
+def test_quick_study_one_variant_end_to_end_and_resume(tmp_path):
+    """Both arms and the sweeps of --quick for DCNv2, then the resume rules."""
     out_dir, docs = tmp_path / 'study', tmp_path / 'docs'
-    args = ('--quick', '--levels', 'strong', '--variants', 'dcnv2', '--out-dir', str(out_dir),
-            '--docs-dir', str(docs))
+    args = ('--quick', '--variants', 'dcnv2', '--out-dir', str(out_dir), '--docs-dir', str(docs))
     rc, out = run_study(*args)
     assert rc == 0, out[-3000:]
-    assert '1 to train' in out
-    run = out_dir / 'runs' / 'strong' / 'dcnv2' / 'seed0'
-    r = json.loads((run / 'result.json').read_text())
-    assert 0.0 <= r['bbox_mAP'] <= 1.0 and r['iterations'] == 1
-    assert r['train_iter_s'] > 0 and r['peak_rss_mb'] > 100
-    summary = _check_report(docs, [('strong', 'dcnv2')], ['dcnv2'])
-    assert summary['command'] == ('python tools/study.py --quick --levels strong '
-                                  '--variants dcnv2')
-    assert summary['variants']['dcnv2']['offset_params'] > 0
-    assert summary['variants']['dcnv2']['offset_flops'] > 0
-
-    # A run without its result (killed after its last checkpoint) is resumed, not
-    # restarted: only it is trained, from its checkpoint.
-    os.remove(run / 'result.json')
+    assert '2 to train' in out
+    report = _check_quick(out_dir, docs, ['a/dcnv2/seed0', 'b/dcnv2/seed0'])
+    assert 'Where the offsets go' in report
+    # A run without its JSON (killed during its evaluation) resumes from its checkpoint.
+    result = docs / 'runs' / 'b' / 'dcnv2' / 'seed0.json'
+    os.remove(result)
+    stamp = (docs / 'runs' / 'a' / 'dcnv2' / 'seed0.json').stat().st_mtime_ns
     rc, out = run_study(*args)
     assert rc == 0 and '1 to train' in out, out[-3000:]
-    assert (run / 'result.json').is_file()
-    log = (run / 'train.log').read_text()
-    assert re.search(r'Auto resumed from the latest checkpoint \S*epoch_1\.pth', log), log[-2000:]
-
-    # A finished run is never redone.
-    stamp = (run / 'result.json').stat().st_mtime_ns
+    log = (out_dir / 'work' / 'b' / 'dcnv2' / 'seed0' / 'study.log').read_text()
+    assert (out_dir / 'work' / 'b' / 'dcnv2' / 'seed0.py').is_file()   # the run config
+    assert re.search(r'Auto resumed from the latest checkpoint \S*epoch_1\.pth', log)
+    # Finished runs are never redone, and the report rebuilds from the JSONs alone.
     rc, out = run_study(*args)
     assert rc == 0 and '0 to train' in out, out[-3000:]
-    assert (run / 'result.json').stat().st_mtime_ns == stamp
+    assert (docs / 'runs' / 'a' / 'dcnv2' / 'seed0.json').stat().st_mtime_ns == stamp
+    rc, out = run_study(*args, '--report-only')
+    assert rc == 0 and 'report:' in out
 
 
 @pytest.mark.slow
 def test_quick_study_end_to_end(tmp_path):
-    """The 4-run --quick grid, as `make study STUDY_ARGS=--quick` runs it."""
+    """`make study STUDY_ARGS=--quick`: both arms, baseline and DCNv2, the paired areas."""
     out_dir, docs = tmp_path / 'study', tmp_path / 'docs'
     rc, out = run_study('--quick', '--out-dir', str(out_dir), '--docs-dir', str(docs))
     assert rc == 0, out[-3000:]
     assert '4 to train' in out
-    assert len(list(out_dir.glob('runs/*/*/seed0/result.json'))) == 4
-    cells = [(lv, v) for lv in ('none', 'strong') for v in ('baseline', 'dcnv2')]
-    summary = _check_report(docs, cells, ['baseline', 'dcnv2'])
-    assert '| none | strong |' in (docs / 'results.md').read_text()
-    # The report names the command of the grid, not where this test put it.
+    report = _check_quick(out_dir, docs, [f'{a}/{v}/seed0' for a in 'ab'
+                                          for v in ('baseline', 'dcnv2')])
+    summary = json.loads((docs / 'summary.json').read_text())
     assert summary['command'] == 'python tools/study.py --quick'
-    # The offset branch is counted for DCN and is empty for the plain baseline.
-    assert summary['variants']['baseline']['offset_params'] == 0
-    assert summary['variants']['dcnv2']['offset_params'] > 0
+    assert summary['complexity']['baseline']['offset_params'] == 0
+    assert summary['complexity']['dcnv2']['offset_params'] > 0
+    assert all('vs_baseline' in e for e in summary['areas'] if e['variant'] == 'dcnv2')
+    assert 'Δ vs baseline' in report

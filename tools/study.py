@@ -1,24 +1,35 @@
-"""The deformation study: does deformable convolution help, and which offset head?
+"""The robustness study: does deformable convolution buy geometric robustness?
 
-    python tools/study.py            # the full grid (what `make study` runs)
-    python tools/study.py --quick    # a 4-run smoke version (used by the tests)
-    python tools/study.py --report-only   # rebuild the table and plot from finished runs
+    python tools/study.py                   # the full grid (what `make study` runs)
+    python tools/study.py --max-runs 1      # train the next unfinished run only
+    python tools/study.py --quick           # a tiny-schedule version (used by the tests)
+    python tools/study.py --report-only     # rebuild the report from the finished runs
 
-For every deformation level of the embedded dataset (``none``, ``moderate``,
-``strong``; same image count and generator seed at every level) it trains every
-variant of the quick-start Faster R-CNN — identical except for the 3x3 convs of
-c3-c5 — with every training seed, on the same schedule, with ``tools/train.py``, and
-reads MMDetection's COCO bbox metric on the val split from the final validation.
+Trains every variant of the quick-start Faster R-CNN (plain conv baseline, DCNv1,
+DCNv2 + ConvOffsetHead, DCNv2 + SeparableOffsetHead) with every seed (0-4) in two
+arms: (a) on untransformed images, (b) with random rotation, scale and shear as
+augmentation.  The schedule and image counts are the quick-start base config's
+(``configs/quickstart/faster-rcnn_r50-narrow_fpn_synthetic.py``); the study adds only
+the seed, its data root and arm (b)'s augmentation.  Each final checkpoint is
+evaluated with MMDetection's COCO metric on the val split rotated by 0-180 degrees
+(step 30), scaled by 0.5-2 and sheared by -30..30 degrees; for DCN in arm (a), the
+fraction of the sampling locations on the object is measured per stage along the
+rotation sweep.
 
-Resumable: a finished run leaves ``result.json`` in its folder and is never redone;
-an interrupted run continues from its last checkpoint (``tools/train.py --resume``).
-A failed run is reported with its log and the others go on.  Runs are ordered seed
-first, so a study stopped early still covers every cell with the seeds it finished.
+Resumable: a finished run writes ``DOCS_DIR/runs/<arm>/<variant>/seed<k>.json`` (commit
+it) and is never redone; an interrupted run continues from its checkpoint in
+``OUT_DIR/work/`` (``tools/train.py --resume``).  A run's JSON holds: ``schema``, ``arm``,
+``variant``, ``seed``, ``config``, ``recipe_config``, ``recipe``, ``overrides``,
+``run_config``, ``date``, ``machine``, ``threads``, ``jobs``, ``iterations``,
+``sec_per_iter``, ``peak_rss_mb``, ``train_wall_s``, ``eval_wall_s``, ``wall_s``,
+``checkpoint``, ``val_curve`` ([step, bbox_mAP] pairs), ``final`` (the last validation's
+metrics), ``sweeps`` (transform -> rows of value, bbox_mAP, mAP50, mAP75, bbox_mAP_s,
+bbox_mAP_m, n_instances) and ``on_object`` (rows of value, stage, instances, points,
+deformable, regular; null for the baseline and arm (b)).
 
-Outputs (``--docs-dir``, default ``docs/study``): ``results.md`` (the tables),
-``results.csv`` (one row per run), ``summary.json`` and ``results.png`` (mAP against
-deformation strength per variant, mean and std over seeds).  The work is done by
-:mod:`mmdcn_plugin.study`.
+Report (``DOCS_DIR``): ``results.md``, ``results.csv`` (one row per arm, variant,
+transform and value), ``summary.json`` and ``robustness_<transform>.png``.  The work
+is done by :mod:`mmdcn_plugin.study`.
 """
 import argparse
 import os
@@ -26,69 +37,79 @@ import os.path as osp
 import sys
 import time
 
-from mmdcn_plugin.study import (GRID_KEYS, LEVELS, VARIANTS, StudySetup, build_report,
-                                collect, make_grid, run_grid)
-from mmdcn_plugin.study.grid import log
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _list(kind):
+    def parse(text):
+        items = [t.strip() for t in text.split(',') if t.strip()]
+        return [kind(t) for t in items]
+    return parse
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true',
-                        help='the smoke grid: 2 levels x 2 variants x 1 seed, 1 epoch of 8 '
-                        'images (about a minute)')
+                        help='tiny schedule (2 iterations, 8 train / 4 val images), baseline '
+                        'and dcnv2, seed 0, sparser sweeps')
+    parser.add_argument('--arms', type=_list(str), default=None, help='e.g. a,b (default)')
+    parser.add_argument('--variants', type=_list(str), default=None,
+                        help='comma-separated, among baseline,dcnv1,dcnv2,dcnv2-sep')
+    parser.add_argument('--seeds', type=_list(int), default=None, help='e.g. 0,1,2,3,4')
     parser.add_argument('--out-dir', default=None,
-                        help='runs and datasets (default: work_dirs/study, or '
+                        help='datasets, splits and work dirs (default: work_dirs/study, or '
                         'work_dirs/study-quick with --quick)')
     parser.add_argument('--docs-dir', default=None,
-                        help='where the tables and the plot go (default: docs/study; with '
-                        '--quick: OUT_DIR/report)')
-    parser.add_argument('--levels', nargs='+', choices=LEVELS, default=None)
-    parser.add_argument('--variants', nargs='+', choices=tuple(VARIANTS), default=None)
-    parser.add_argument('--seeds', nargs='+', type=int, default=None)
-    parser.add_argument('--epochs', type=int, default=None, help='training epochs per run')
-    parser.add_argument('--num-train', type=int, default=None,
-                        help='training images per level')
-    parser.add_argument('--num-val', type=int, default=None, help='val images per level')
-    parser.add_argument('--jobs', type=int, default=2,
-                        help='runs trained at the same time (default: 2)')
+                        help='runs/ (one JSON per run) and the report (default: docs/study; '
+                        'with --quick: OUT_DIR/report)')
+    cores = os.cpu_count() or 1
+    parser.add_argument('--jobs', type=int, default=2 if cores >= 2 else 1,
+                        help='runs at the same time (default: 2 on >= 2 cores)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads per run (default: cores // jobs, at least 1)')
+    parser.add_argument('--max-runs', type=int, default=None,
+                        help='train at most this many unfinished runs, then report')
     parser.add_argument('--report-only', action='store_true',
-                        help='train nothing; rebuild the report from finished runs')
+                        help='train nothing; rebuild the report from the finished runs')
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f'--jobs must be >= 1, got {args.jobs}')
-    if args.threads is not None and args.threads < 1:
-        parser.error(f'--threads must be >= 1, got {args.threads}')
-    name = 'quick' if args.quick else 'full'
-    try:
-        grid = make_grid(name, **{key: getattr(args, key) for key in GRID_KEYS})
-    except ValueError as e:
-        parser.error(str(e))
+    for name in ('jobs', 'threads', 'max_runs'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
+    return parser, args
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    from mmdcn_plugin.study import StudySetup, build_report, collect, read_recipe, run_grid
+    from mmdcn_plugin.study.grid import log
     out_dir = osp.abspath(args.out_dir or osp.join(
         ROOT, 'work_dirs', 'study-quick' if args.quick else 'study'))
     docs_dir = osp.abspath(args.docs_dir or (
         osp.join(out_dir, 'report') if args.quick else osp.join(ROOT, 'docs', 'study')))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    setup = StudySetup(grid=grid, grid_name=name, out_dir=out_dir, docs_dir=docs_dir,
-                       jobs=args.jobs, threads=threads)
-    return args, setup
-
-
-def main(argv=None):
-    args, setup = parse_args(argv)
+    grid = dict(arms=args.arms, variants=args.variants, seeds=args.seeds, jobs=args.jobs,
+                threads=threads)
+    try:
+        recipe = read_recipe(quick=args.quick)
+        if args.quick:
+            setup = StudySetup.quick(recipe, out_dir, docs_dir, **grid)
+        else:
+            setup = StudySetup(recipe, out_dir, docs_dir,
+                               **{k: v for k, v in grid.items() if v is not None})
+    except ValueError as e:
+        parser.error(str(e))
     start = time.time()
-    failed = [] if args.report_only else run_grid(setup)
+    failed = [] if args.report_only else run_grid(setup, args.max_runs)
     results = collect(setup)
     if not results:
-        raise SystemExit(f'study: no finished run under {setup.out_dir}')
+        raise SystemExit(f'study: no finished run under {docs_dir}/runs')
     report = build_report(setup, results)
-    log(f'report: {report} ({len(results)} runs; {time.time() - start:.0f} s this call)')
+    log(f'report: {report} ({len(results)} of {len(setup.runs())} runs; '
+        f'{time.time() - start:.0f} s this call)')
     if failed:
-        raise SystemExit('study: these runs failed (their logs are in their folders; run '
+        raise SystemExit('study: these runs failed (their logs are in their work dirs; run '
                          'the command again to retry): ' + ', '.join(r.name for r in failed))
 
 

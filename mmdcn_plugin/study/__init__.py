@@ -1,22 +1,30 @@
-"""The deformation study: does deformable convolution help, and which offset head?
+"""The robustness study: does deformable convolution buy geometric robustness?
 
-For every deformation level of the embedded dataset it trains every variant of
-the quick-start Faster R-CNN with every seed (:mod:`.grid`), and reports mean,
-std and Welch's t-test per cell (:mod:`.stats`) as Markdown, CSV, JSON
-(:mod:`.report`) and a plot (:mod:`.plot`), with each variant's cost
-(:mod:`.complexity`).  ``tools/study.py`` is the command line; what is compared
-is in :mod:`.constants`.
+Every variant of the quick-start Faster R-CNN (plain conv, DCNv1, DCNv2 with either
+offset head) is trained with every seed in two arms, (a) on untransformed images and
+(b) with random rotation, scale and shear (:mod:`mmdcn_plugin.robustness.augment`), on
+the quick-start recipe (:mod:`.recipe`); each checkpoint is swept over rotation, scale
+and shear and, for DCN in arm (a), measured for where its offsets go (:mod:`.sweep`,
+through :mod:`mmdcn_plugin.robustness`).  One JSON per run (:mod:`.run`) makes the
+grid (:mod:`.grid`) resumable across sessions; :mod:`.aggregate` and :mod:`.stats`
+make the numbers, :mod:`.report` and :mod:`.plot` the report.  ``tools/study.py``
+is the command line; what is compared is in :mod:`.constants`.
 """
+from .aggregate import aggregate, check_same_recipe, run_areas
 from .complexity import complexity, variant_complexity
-from .constants import (GRID_KEYS, GRIDS, IMAGE_SIZE, LEVELS, METRICS, QUICKSTART,
+from .constants import (ARMS, AUGMENTATION, BASE_CONFIG, METRICS, QUICK, SEEDS, STAGES, SWEEPS,
                         VARIANTS, variant_config, variant_label)
-from .grid import (Run, StudySetup, collect, ensure_dataset, make_grid, milestones,
-                   read_scalars, run_grid, train_overrides)
+from .grid import Run, StudySetup, collect, run_grid
+from .recipe import (Recipe, augmented_pipeline, ensure_dataset, read_recipe, run_config,
+                     run_overrides, write_run_config)
+from .records import read_scalars
 from .report import build_report
-from .stats import fmt, mean_std, welch_p
+from .stats import curve_area, fmt, mean_std, paired_difference, summarize, t_interval
 
-__all__ = ['VARIANTS', 'LEVELS', 'METRICS', 'GRIDS', 'GRID_KEYS', 'IMAGE_SIZE', 'QUICKSTART',
-           'variant_config', 'variant_label', 'StudySetup', 'Run', 'make_grid',
-           'milestones', 'ensure_dataset', 'train_overrides', 'read_scalars', 'run_grid',
-           'collect', 'complexity', 'variant_complexity', 'build_report', 'mean_std',
-           'welch_p', 'fmt']
+__all__ = ['ARMS', 'AUGMENTATION', 'BASE_CONFIG', 'METRICS', 'QUICK', 'SEEDS', 'STAGES',
+           'SWEEPS', 'VARIANTS', 'variant_config', 'variant_label', 'Recipe', 'read_recipe',
+           'augmented_pipeline', 'ensure_dataset', 'run_config', 'run_overrides',
+           'write_run_config', 'Run', 'StudySetup', 'collect', 'run_grid', 'read_scalars',
+           'aggregate', 'check_same_recipe', 'run_areas', 'complexity', 'variant_complexity',
+           'build_report', 'curve_area', 'fmt', 'mean_std', 'paired_difference', 'summarize',
+           't_interval']

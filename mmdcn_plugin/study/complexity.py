@@ -3,11 +3,11 @@ import json
 import os
 import os.path as osp
 
-from .constants import IMAGE_SIZE, variant_config
+from .constants import variant_config
 
 
-def variant_complexity(variant: str) -> dict:
-    """Parameters and FLOPs (multiply-adds at ``IMAGE_SIZE`` px) of a variant's detector.
+def variant_complexity(variant: str, image_size: int) -> dict:
+    """Parameters and FLOPs (multiply-adds at ``image_size`` px) of a variant's detector.
 
     Returns:
         dict: ``params``, ``flops``, ``offset_params`` and ``offset_flops`` (the
@@ -18,7 +18,7 @@ def variant_complexity(variant: str) -> dict:
     from ..apis import build_model_from_config
     from ..layers import DeformableConv2d
     model = build_model_from_config(variant_config(variant), seed=0)
-    info = detector_complexity_info(model, (IMAGE_SIZE, IMAGE_SIZE), show_table=False)
+    info = detector_complexity_info(model, (image_size, image_size), show_table=False)
     rows = deformable_layer_flops(info['analyzer'])
     offset_params = sum(p.numel() for m in model.modules() if isinstance(m, DeformableConv2d)
                         for p in m.offset_head.parameters())
@@ -29,16 +29,17 @@ def variant_complexity(variant: str) -> dict:
         deformable_layers=len(rows))
 
 
-def complexity(variant: str, cache_file: str) -> dict:
+def complexity(variant: str, image_size: int, cache_file: str) -> dict:
     """:func:`variant_complexity`, read from ``cache_file`` if there, else computed into it."""
     cache = {}
     if osp.isfile(cache_file):
         with open(cache_file) as f:
             cache = json.load(f)
-    if variant in cache:
-        return cache[variant]
-    cache[variant] = variant_complexity(variant)
+    key = f'{variant}@{image_size}'
+    if key in cache:
+        return cache[key]
+    cache[key] = variant_complexity(variant, image_size)
     os.makedirs(osp.dirname(cache_file), exist_ok=True)
     with open(cache_file, 'w') as f:
         json.dump(cache, f, indent=1)
-    return cache[variant]
+    return cache[key]

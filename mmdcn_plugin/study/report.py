@@ -1,148 +1,204 @@
-"""The study's report: Markdown tables, ``summary.json``, ``results.csv`` and the plot."""
+"""The study's report: ``results.md``, ``results.csv``, ``summary.json`` and the plots."""
 import csv
 import datetime
 import json
 import os
 import os.path as osp
-import statistics
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional
 
+from .aggregate import aggregate, check_same_recipe
 from .complexity import complexity
-from .constants import IMAGE_SIZE, METRICS, variant_label
+from .constants import ARMS, AUGMENTATION, DEFORMATION, REPO_ROOT, BASE_CONFIG, variant_label
 from .grid import StudySetup
-from .plot import plot
-from .stats import fmt, mean_std, welch_p
+from .plot import plot_curves
+from .stats import fmt, fmt_ci
 
-Cells = Dict[Tuple[str, str], List[dict]]
-CSV_KEYS = ('level', 'variant', 'seed', *METRICS, 'train_iter_s', 'peak_rss_mb', 'wall_s',
-            'iterations', 'epochs', 'num_train', 'num_val', 'threads', 'config')
-
-
-def group_cells(results: List[dict]) -> Cells:
-    """(level, variant) -> the results of its runs, in the order given."""
-    cells = {}
-    for r in results:
-        cells.setdefault((r['level'], r['variant']), []).append(r)
-    return cells
+CSV_KEYS = ('arm', 'variant', 'transform', 'value', 'n', 'mean', 'std', 'ci_low', 'ci_high',
+            'mAP50_mean', 'mAP75_mean')
+UNITS = {'rotate': 'degrees, counter-clockwise', 'scale': 'zoom factor',
+         'shear': 'degrees, x\' = x + tan(v)(y - cy)'}
 
 
-def level_table(grid: dict, cells: Cells, cell_text: Callable[[str, str, List[dict]], str]
-                ) -> List[str]:
-    """Markdown rows: one per variant, one column per level."""
-    rows = ['| variant | ' + ' | '.join(grid['levels']) + ' |',
-            '|---|' + '---|' * len(grid['levels'])]
-    for variant in grid['variants']:
-        texts = [cell_text(level, variant, cells.get((level, variant), []))
-                 for level in grid['levels']]
-        rows.append('| ' + ' | '.join([variant_label(variant)] + texts) + ' |')
-    return rows
+def _stat(s: dict) -> str:
+    """``mean ± std<br>[lo, hi]`` (no std or interval where n < 2)."""
+    text = fmt(s['mean'], s['std'])
+    return text + (f'<br>{fmt_ci(s["ci_low"], s["ci_high"])}' if s['ci_low'] is not None
+                   else '')
 
 
-def map_cell_text(cells: Cells, level: str, variant: str, rs: List[dict]) -> str:
-    """``mean ± std (n)`` of bbox mAP, and for a DCN variant Δ and p against the baseline."""
-    m, s = mean_std([r['bbox_mAP'] for r in rs])
-    text = f'{fmt(m, s)} ({len(rs)})'
-    base = [r['bbox_mAP'] for r in cells.get((level, 'baseline'), [])]
-    if variant != 'baseline' and rs and base:
-        delta = m - statistics.mean(base)
-        p = welch_p([r['bbox_mAP'] for r in rs], base)
-        text += f'<br>Δ {delta:+.3f}' + (
-            '' if p is None else f', p={p:.2f}' if p >= 0.01 else ', p<0.01')
-    return text
+def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> List[str]:
+    expected = len(setup.runs())
+    aug = (f'rotation U({AUGMENTATION["rotate"][0]:g}, {AUGMENTATION["rotate"][1]:g}) degrees, '
+           f'scale log-uniform in [{AUGMENTATION["scale"][0]:g}, {AUGMENTATION["scale"][1]:g}],'
+           f' shear U({AUGMENTATION["shear"][0]:g}, {AUGMENTATION["shear"][1]:g}) degrees')
+    lines = ['# Robustness study: deformable convolution under rotation, scale and shear', '',
+             f'{date}, {machine}; `{setup.command()}`.', '',
+             f'Faster R-CNN (narrow ResNet-50 + FPN) with the quick-start recipe of '
+             f'`{osp.relpath(BASE_CONFIG, REPO_ROOT)}`: {setup.recipe.describe()}; '
+             f'the variants differ only in the 3x3 convs of c3-c5. Data: the embedded '
+             f'generator, `{DEFORMATION}` deformation. Arm (a): {ARMS["a"]}; arm (b): '
+             f'{ARMS["b"]} (`RandomRotateScaleShear`: {aug}; the sweeps\' geometry and '
+             'box rule). Each checkpoint is then evaluated with MMDetection\'s COCO metric on '
+             'the val split transformed by each value (`mmdcn_plugin.robustness`; boxes are '
+             'the tight boxes of the transformed masks).', '',
+             f'Runs finished: {len(results)} of {expected} '
+             f'({len(setup.arms)} arms x {len(setup.variants)} variants x seeds '
+             f'{",".join(map(str, setup.seeds))}). Every cell states its n (seeds). '
+             'Statistics over training seeds: mean ± sample std; the 95% confidence '
+             'interval of the mean is Student\'s t with n - 1 degrees of freedom, in '
+             'brackets; a cell with n < 2 has none.']
+    if len(results) < expected:
+        lines += ['', f'**Partial grid: {expected - len(results)} runs still to train '
+                  '(`make study` continues).**']
+    return lines
 
 
-def cell_summaries(grid: dict, cells: Cells) -> List[dict]:
-    """Per (variant, level): n, and mean and std of every metric."""
-    out = []
-    for variant in grid['variants']:
-        for level in grid['levels']:
-            rs = cells.get((level, variant), [])
-            out.append(dict(
-                level=level, variant=variant, n=len(rs),
-                **{f'{k}_mean': mean_std([r[k] for r in rs])[0] for k in METRICS},
-                **{f'{k}_std': mean_std([r[k] for r in rs])[1] for k in METRICS}))
-    return out
+def _untransformed(summary: dict) -> List[str]:
+    lines = ['', '## bbox mAP on the untransformed val split (final validation)', '',
+             '| arm | variant | n | bbox mAP | 95% CI |', '|---|---|---|---|---|']
+    for e in summary['untransformed']:
+        s = e['bbox_mAP']
+        lines.append(f'| ({e["arm"]}) | {variant_label(e["variant"])} | {s["n"]} | '
+                     f'{fmt(s["mean"], s["std"])} | {fmt_ci(s["ci_low"], s["ci_high"])} |')
+    return lines
 
 
-def cost_rows(setup: StudySetup, results: List[dict], costs: Dict[str, dict]
-              ) -> Tuple[List[str], Dict[str, dict]]:
-    """The cost table's Markdown rows and the per-variant summary entries."""
-    lines, variants = [], {}
-    for variant in setup.grid['variants']:
-        c = costs[variant]
-        rs = [r for r in results if r['variant'] == variant]
-        it = statistics.median([r['train_iter_s'] for r in rs if r['train_iter_s']]) \
-            if rs else None
-        mem = max((r['peak_rss_mb'] for r in rs), default=None)
-        variants[variant] = dict(c, train_iter_s=it, peak_rss_mb=mem,
-                                 label=variant_label(variant))
-        lines.append(f'| {variant_label(variant)} | {c["params"] / 1e6:.3f} M | '
-                     f'{c["offset_params"] / 1e3:.1f} k | {c["flops"] / 1e9:.3f} G | '
-                     f'{c["offset_flops"] / 1e6:.1f} M | {c["sampling_flops"] / 1e6:.1f} M | '
-                     + (f'{it:.3f}' if it else 'n/a') + ' | '
-                     + (f'{mem:.0f}' if mem else 'n/a') + ' |')
-    return lines, variants
+def _curves(setup: StudySetup, summary: dict) -> List[str]:
+    lines = ['', '## Robustness curves: bbox mAP on the transformed val split', '']
+    for transform, values in setup.sweeps.items():
+        rows = [c for c in summary['curves'] if c['transform'] == transform]
+        if not rows:
+            continue
+        values = sorted({c['value'] for c in rows})
+        lines += [f'### {transform} ({UNITS[transform]})', '',
+                  '| arm | variant | n | ' + ' | '.join(f'{v:g}' for v in values) + ' |',
+                  '|---|---|---|' + '---|' * len(values)]
+        seen = []
+        for c in rows:
+            if (c['arm'], c['variant']) in seen:
+                continue
+            seen.append((c['arm'], c['variant']))
+            cells = {x['value']: x for x in rows
+                     if (x['arm'], x['variant']) == (c['arm'], c['variant'])}
+            lines.append(f'| ({c["arm"]}) | {variant_label(c["variant"])} | '
+                         f'{c["bbox_mAP"]["n"]} | '
+                         + ' | '.join(_stat(cells[v]['bbox_mAP']) for v in values) + ' |')
+        lines += ['', f'![bbox mAP against {transform}](robustness_{transform}.png)', '']
+    return lines
+
+
+def _areas(summary: dict) -> List[str]:
+    lines = ['## Area under the robustness curves', '',
+             'Area: the trapezoid rule over the swept values, divided by their range, so it '
+             'is the mean bbox mAP over the sweep. Δ: the variant minus the baseline, '
+             '**paired by training seed** (both trained with the same seed, same arm): mean '
+             'and 95% t interval of the per-seed differences over the n seeds both have.', '',
+             '| arm | transform | variant | n | area | 95% CI | Δ vs baseline | Δ 95% CI |'
+             ' pairs |', '|---|---|---|---|---|---|---|---|---|']
+    for e in sorted(summary['areas'], key=lambda e: (e['arm'], e['transform'])):
+        a, d = e['area'], e.get('vs_baseline')
+        delta = ('—', '—', '—') if d is None else (
+            fmt(d['mean'], None) if d['mean'] is None else f'{d["mean"]:+.3f}',
+            fmt_ci(d['ci_low'], d['ci_high']), str(d['n']))
+        lines.append(f'| ({e["arm"]}) | {e["transform"]} | {variant_label(e["variant"])} | '
+                     f'{a["n"]} | {fmt(a["mean"], a["std"])} | {fmt_ci(a["ci_low"], a["ci_high"])}'
+                     f' | {delta[0]} | {delta[1]} | {delta[2]} |')
+    return lines
+
+
+def _on_object(summary: dict, images: int) -> List[str]:
+    rows = summary['on_object']
+    if not rows:
+        return []
+    values = sorted({r['value'] for r in rows})
+    lines = ['', '## Where the offsets go (arm (a), rotated val split)', '',
+             f'Fraction of a deformable layer\'s 3x3 sampling locations, traced to image '
+             f'pixels from each instance\'s most interior mask pixel, that land on the '
+             f'instance\'s own mask: learned offsets / regular grid (offsets zeroed), pooled '
+             f'over the layers of each stage and the instances of the first {images} val '
+             'images; mean over seeds (n).', '',
+             '| variant | stage | n | ' + ' | '.join(f'{v:g}°' for v in values) + ' |',
+             '|---|---|---|' + '---|' * len(values)]
+    keys = []
+    for r in rows:
+        if (r['variant'], r['stage']) not in keys:
+            keys.append((r['variant'], r['stage']))
+    for variant, stage in keys:
+        cells = {r['value']: r for r in rows if (r['variant'], r['stage']) == (variant, stage)}
+        n = min(c['deformable']['n'] for c in cells.values())
+        lines.append(f'| {variant_label(variant)} | {stage} | {n} | ' + ' | '.join(
+            f'{cells[v]["deformable"]["mean"]:.3f} / {cells[v]["regular"]["mean"]:.3f}'
+            if v in cells else 'n/a' for v in values) + ' |')
+    return lines
+
+
+def _cost(setup: StudySetup, results: List[dict], summary: dict, costs: dict) -> List[str]:
+    size = setup.recipe.image_size
+    how = ', '.join(f'{j} run(s) at a time with {t} thread(s) each' for j, t in sorted(
+        {(r.get('jobs'), r.get('threads')) for r in results}, key=str))
+    lines = ['', '## Cost', '',
+             f'Offset branch: the offset heads of all deformable layers; FLOPs are '
+             f'multiply-adds at {size}x{size} (DCN-aware counting, `docs/flops.md`); '
+             'sampling: bilinear sampling and modulation. s/iter: median of the logged '
+             f'training iteration time (batch {setup.recipe.batch_size}, data included); wall: '
+             f'median per run of training + evaluation; {how}.', '',
+             '| variant | params | offset-branch params | FLOPs | offset-branch FLOPs | '
+             'sampling FLOPs | s/iter | wall per run (s) | peak RSS MB | runs |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    total = 0.0
+    for e in summary['cost']:
+        c = costs[e['variant']]
+        total += e['total_wall_s']
+        lines.append(
+            f'| {variant_label(e["variant"])} | {c["params"] / 1e6:.3f} M | '
+            f'{c["offset_params"] / 1e3:.1f} k | {c["flops"] / 1e9:.3f} G | '
+            f'{c["offset_flops"] / 1e6:.1f} M | {c["sampling_flops"] / 1e6:.1f} M | '
+            f'{fmt(e["sec_per_iter"])} | {fmt(e["wall_s"], digits=0)} | '
+            f'{fmt(e["peak_rss_mb"], digits=0)} | {e["runs"]} |')
+    lines += ['', f'Wall time of all finished runs together: {total / 3600:.2f} h.']
+    return lines
 
 
 def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = None,
                  machine: Optional[str] = None) -> str:
-    """Write ``results.md``, ``summary.json``, ``results.csv`` and ``results.png`` into
-    ``setup.docs_dir``; return the path of ``results.md``.
+    """Write ``results.md``, ``results.csv``, ``summary.json`` and
+    ``robustness_<transform>.png`` into ``setup.docs_dir``; return ``results.md``'s path.
 
-    Args:
-        results: the runs' results (:func:`~.grid.collect`).
-        date, machine: what the report says of when and where (default: today and
-            :func:`mmdcn_plugin.utils.machine_line`).
+    Raises:
+        ValueError: no results, or runs of different recipes or sweeps.
     """
     from ..utils import machine_line
-    grid = setup.grid
+    if not results:
+        raise ValueError(f'results: expected at least one finished run under '
+                         f'{setup.docs_dir}/runs, got none')
+    check_same_recipe(results)
+    summary = aggregate(results, setup.arms, setup.variants)
+    costs = {e['variant']: complexity(e['variant'], setup.recipe.image_size,
+                                      osp.join(setup.out_dir, 'complexity.json'))
+             for e in summary['cost']}
+    date = date or datetime.date.today().isoformat()
+    machine = machine or results[-1]['machine'] or machine_line()
+    lines = _header(setup, results, date, machine) + _untransformed(summary)
+    lines += _curves(setup, summary) + _areas(summary)
+    lines += _on_object(summary, setup.on_object_images) + _cost(setup, results, summary, costs)
     os.makedirs(setup.docs_dir, exist_ok=True)
-    cells = group_cells(results)
-    costs = {v: complexity(v, osp.join(setup.out_dir, 'complexity.json'))
-             for v in grid['variants']}
-    summary = dict(grid=setup.grid_name, date=date or datetime.date.today().isoformat(),
-                   machine=machine or machine_line(), command=setup.command(),
-                   epochs=grid['epochs'], num_train=grid['num_train'],
-                   num_val=grid['num_val'], seeds=list(grid['seeds']),
-                   jobs=setup.jobs, threads=setup.threads,
-                   cells=cell_summaries(grid, cells), variants={})
-    lines = [f'# Deformation study results ({setup.grid_name} grid)', '',
-             f'{summary["date"]}, {summary["machine"]}; `{summary["command"]}`.',
-             f'Faster R-CNN (narrow ResNet-50, quick-start configs) trained from scratch for '
-             f'{grid["epochs"]} epoch(s) on {grid["num_train"]} images of {IMAGE_SIZE} px, '
-             f'COCO bbox metric on {grid["num_val"]} val images; mean ± std over seeds '
-             f'{", ".join(map(str, grid["seeds"]))} (n per cell in brackets). Δ: difference '
-             'of means from the baseline at the same level, p: two-sided Welch t-test.', '',
-             '## bbox mAP', '']
-    lines += level_table(grid, cells, lambda *a: map_cell_text(cells, *a))
-    lines += ['', '## bbox mAP50 / mAP75', '']
-    lines += level_table(grid, cells, lambda level, variant, rs: (
-        fmt(*mean_std([r['bbox_mAP_50'] for r in rs])) + ' / '
-        + fmt(*mean_std([r['bbox_mAP_75'] for r in rs]))))
-    lines += ['', '## Cost', '',
-              f'Offset branch: the offset heads of all deformable layers; FLOPs are '
-              f'multiply-adds at {IMAGE_SIZE}x{IMAGE_SIZE} (DCN-aware counting, '
-              '`docs/flops.md`); sampling = bilinear sampling and modulation. Train '
-              f'time per iteration (batch 8) and peak resident memory of the training '
-              f'process: median and max over this grid\'s runs ({setup.jobs} runs at a time, '
-              f'{setup.threads} thread(s) each).', '',
-              '| variant | params | offset-branch params | model FLOPs | offset-branch FLOPs '
-              '| sampling FLOPs | train s/iter | peak RSS MB |',
-              '|---|---|---|---|---|---|---|---|']
-    rows, summary['variants'] = cost_rows(setup, results, costs)
-    lines += rows
-    expected = len(setup.runs())
-    if len(results) < expected:
-        lines += ['', f'**Incomplete: {len(results)} of {expected} runs finished.**']
-    lines += ['', '![bbox mAP against deformation strength](results.png)', '']
     report = osp.join(setup.docs_dir, 'results.md')
     with open(report, 'w') as f:
-        f.write('\n'.join(lines))
+        f.write('\n'.join(lines) + '\n')
     with open(osp.join(setup.docs_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
+        json.dump(dict(date=date, machine=machine, command=setup.command(),
+                       recipe=setup.recipe.as_dict(), arms=list(setup.arms),
+                       variants=list(setup.variants), seeds=list(setup.seeds),
+                       runs_finished=len(results), runs_expected=len(setup.runs()),
+                       complexity=costs, **summary), f, indent=1)
     with open(osp.join(setup.docs_dir, 'results.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, CSV_KEYS, extrasaction='ignore')
+        writer = csv.DictWriter(f, CSV_KEYS, lineterminator='\n')
         writer.writeheader()
-        writer.writerows(results)
-    plot(grid, cells, osp.join(setup.docs_dir, 'results.png'))
+        for c in summary['curves']:
+            writer.writerow(dict(arm=c['arm'], variant=c['variant'], transform=c['transform'],
+                                 value=f'{c["value"]:g}', **c['bbox_mAP'],
+                                 mAP50_mean=c['mAP50']['mean'], mAP75_mean=c['mAP75']['mean']))
+    for transform in setup.sweeps:
+        plot_curves(summary['curves'], transform).savefig(
+            osp.join(setup.docs_dir, f'robustness_{transform}.png'))
     return report

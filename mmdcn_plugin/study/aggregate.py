@@ -1,0 +1,107 @@
+"""From the runs' JSONs to the study's numbers: cells over seeds, curve areas, pairs.
+
+Every number is over the seeds a cell has, whatever the grid still lacks: ``n`` says
+how many, and an interval needs two.
+"""
+import statistics
+from typing import Dict, List, Sequence
+
+from .constants import STAGES
+from .stats import curve_area, paired_difference, summarize
+
+
+def check_same_recipe(results: Sequence[dict]) -> None:
+    """Raise ValueError unless every run was trained with one recipe and one sweep."""
+    def key(r):
+        return (r['recipe'], {t: [row['value'] for row in rows] for t, rows in r['sweeps'].items()})
+    first = key(results[0])
+    other = [f'{r["arm"]}/{r["variant"]}/seed{r["seed"]}' for r in results if key(r) != first]
+    if other:
+        raise ValueError(f'results: expected one recipe and one sweep for every run (those of '
+                         f'{results[0]["arm"]}/{results[0]["variant"]}/seed{results[0]["seed"]}:'
+                         f' {first[0]}); these runs differ: {other}. Move them away or '
+                         'retrain them')
+
+
+def run_areas(result: dict) -> Dict[str, float]:
+    """transform -> the run's bbox mAP curve area over the sweep (a mean mAP)."""
+    out = {}
+    for transform, rows in result['sweeps'].items():
+        rows = sorted(rows, key=lambda r: r['value'])
+        out[transform] = curve_area([r['value'] for r in rows], [r['bbox_mAP'] for r in rows])
+    return out
+
+
+def _by_cell(results: Sequence[dict]) -> Dict[tuple, List[dict]]:
+    cells = {}
+    for r in results:
+        cells.setdefault((r['arm'], r['variant']), []).append(r)
+    return cells
+
+
+def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[str]) -> dict:
+    """The study's summary numbers.
+
+    Returns:
+        dict: ``untransformed`` (per arm and variant: the final validation's bbox mAP),
+        ``curves`` (per arm, variant, transform and value: bbox mAP, mAP50 and mAP75
+        over seeds), ``areas`` (per arm, variant and transform: the curve area, and for
+        a DCN variant ``vs_baseline``, its difference from the baseline paired by
+        training seed), ``on_object`` (per variant, stage and rotation: the deformable
+        and regular-grid fractions) and ``cost`` (per variant: s/iter, wall time,
+        peak RSS; medians over its runs).  Each statistic is
+        :func:`~.stats.summarize`'s dict.
+    """
+    cells = _by_cell(results)
+    out = dict(untransformed=[], curves=[], areas=[], on_object=[], cost=[])
+    areas = {key: {r['seed']: run_areas(r) for r in rs} for key, rs in cells.items()}
+    for arm in arms:
+        for variant in variants:
+            rs = cells.get((arm, variant), [])
+            if not rs:
+                continue
+            out['untransformed'].append(dict(
+                arm=arm, variant=variant, seeds=sorted(r['seed'] for r in rs),
+                bbox_mAP=summarize([r['final']['bbox_mAP'] for r in rs])))
+            for transform in rs[0]['sweeps']:
+                for i, row in enumerate(sorted(rs[0]['sweeps'][transform],
+                                               key=lambda r: r['value'])):
+                    at = [next(x for x in r['sweeps'][transform] if x['value'] == row['value'])
+                          for r in rs]
+                    out['curves'].append(dict(
+                        arm=arm, variant=variant, transform=transform, value=row['value'],
+                        **{m: summarize([x[m] for x in at])
+                           for m in ('bbox_mAP', 'mAP50', 'mAP75')}))
+                mine = {seed: a[transform] for seed, a in areas[(arm, variant)].items()}
+                entry = dict(arm=arm, variant=variant, transform=transform,
+                             area=summarize(list(mine.values())))
+                base = areas.get((arm, 'baseline'))
+                if variant != 'baseline' and base:
+                    entry['vs_baseline'] = paired_difference(
+                        mine, {seed: a[transform] for seed, a in base.items()})
+                out['areas'].append(entry)
+    for variant in variants:
+        rs = [r for r in cells.get(('a', variant), []) if r.get('on_object')]
+        values = sorted({row['value'] for r in rs for row in r['on_object']})
+        for stage in STAGES:
+            for value in values:
+                rows = [row for r in rs for row in r['on_object']
+                        if row['stage'] == stage and row['value'] == value]
+                if rows:
+                    out['on_object'].append(dict(
+                        variant=variant, stage=stage, value=value,
+                        deformable=summarize([row['deformable'] for row in rows]),
+                        regular=summarize([row['regular'] for row in rows])))
+    for variant in variants:
+        rs = [r for r in results if r['variant'] == variant]
+        if rs:
+            def median(key):
+                vals = [r[key] for r in rs if r.get(key) is not None]
+                return statistics.median(vals) if vals else None
+            out['cost'].append(dict(variant=variant, runs=len(rs),
+                                    sec_per_iter=median('sec_per_iter'),
+                                    train_wall_s=median('train_wall_s'),
+                                    wall_s=median('wall_s'),
+                                    peak_rss_mb=median('peak_rss_mb'),
+                                    total_wall_s=sum(r['wall_s'] for r in rs)))
+    return out

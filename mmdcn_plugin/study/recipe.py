@@ -1,0 +1,207 @@
+"""The study's recipe, read from the quick-start base config, and each run's config.
+
+The schedule (epoch- or iteration-based ``train_cfg``), the image counts
+(``num_train_images``, ``num_val_images``) and the image size come from
+:data:`~.constants.BASE_CONFIG`, so the study trains whatever the quick-start recipe
+is.  A run adds only its seed, the study's data root, no dataloader workers (``--jobs``
+runs train side by side, one process each), one kept checkpoint and, in arm (b), the
+augmentation; ``--quick`` also shortens the schedule to a few iterations on a few images.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import pprint
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from typing import List, Optional
+
+from .constants import AUGMENTATION, BASE_CONFIG, DATA_SEED, DEFORMATION, QUICK, TOOLS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What every run of the study trains with.
+
+    Attributes:
+        by_epoch (bool): ``train_cfg`` counts epochs (else iterations).
+        length (int): ``max_epochs`` or ``max_iters``.
+        val_interval (int): in the same unit.
+        num_train, num_val (int): images of the generated dataset.
+        image_size (int): their side in pixels.
+        batch_size (int): training images per iteration.
+        quick (bool): the ``--quick`` schedule.
+    """
+    by_epoch: bool
+    length: int
+    val_interval: int
+    num_train: int
+    num_val: int
+    image_size: int
+    batch_size: int
+    quick: bool = False
+
+    @property
+    def unit(self) -> str:
+        return 'epoch' if self.by_epoch else 'iteration'
+
+    def describe(self) -> str:
+        """``'720 iterations (validation every 90), batch 8, 1500 train / 120 val images
+        of 128 px'``."""
+        unit = self.unit + ('s' if self.length != 1 else '')
+        return (f'{self.length} {unit} (validation every {self.val_interval}), batch '
+                f'{self.batch_size}, {self.num_train} train / {self.num_val} val images of '
+                f'{self.image_size} px')
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _positive_int(cfg, key: str, where: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{where}: {key} must be a positive int, got {value!r}')
+    return value
+
+
+def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
+    """The recipe of ``config`` (``quick``: the tiny schedule of :data:`~.constants.QUICK`).
+
+    Raises:
+        ValueError: ``train_cfg`` has neither ``max_epochs`` nor ``max_iters``, or an image
+            count, the image size or the batch size is missing or not a positive int.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    train_cfg = cfg.get('train_cfg') or {}
+    if 'max_epochs' in train_cfg:
+        by_epoch, length = True, _positive_int(train_cfg, 'max_epochs', config)
+    elif 'max_iters' in train_cfg:
+        by_epoch, length = False, _positive_int(train_cfg, 'max_iters', config)
+    else:
+        raise ValueError(f'{config}: train_cfg must hold max_epochs (EpochBasedTrainLoop) '
+                         f'or max_iters (IterBasedTrainLoop), got {dict(train_cfg)}')
+    # MMEngine's defaults: every epoch, every 1000 iterations.
+    val_interval = train_cfg.get('val_interval', 1 if by_epoch else 1000)
+    recipe = Recipe(by_epoch, length, val_interval, _positive_int(cfg, 'num_train_images', config),
+                    _positive_int(cfg, 'num_val_images', config),
+                    _positive_int(cfg, 'image_size', config),
+                    _positive_int(cfg.train_dataloader, 'batch_size', config))
+    if not quick:
+        return recipe
+    # One epoch of num_train / batch_size iterations, or that many iterations.
+    iters = QUICK['iterations']
+    return Recipe(by_epoch, 1 if by_epoch else iters, 1 if by_epoch else iters,
+                  QUICK['num_train'], QUICK['num_val'], recipe.image_size,
+                  QUICK['num_train'] // iters, quick=True)
+
+
+def _plain(value):
+    """Config dicts and lists as plain Python (so a run config file prints them)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value) if isinstance(value, tuple) \
+            else [_plain(v) for v in value]
+    return value
+
+
+def augmented_pipeline(pipeline: List[dict], augmentation: Optional[dict] = None
+                       ) -> List[dict]:
+    """``pipeline`` with polygon masks loaded and ``augmentation`` right after loading.
+
+    Raises:
+        ValueError: the pipeline has no ``LoadAnnotations``.
+    """
+    pipeline = [_plain(step) for step in pipeline]
+    found = [i for i, step in enumerate(pipeline)
+             if str(step.get('type', '')).split('.')[-1] == 'LoadAnnotations']
+    if not found:
+        raise ValueError('pipeline: expected a LoadAnnotations step to put the augmentation '
+                         f'after, got types {[s.get("type") for s in pipeline]}')
+    i = found[0]
+    pipeline[i].update(with_bbox=True, with_mask=True, poly2mask=False)
+    pipeline.insert(i + 1, copy.deepcopy(augmentation or AUGMENTATION))
+    return pipeline
+
+
+def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
+                  config: str = BASE_CONFIG) -> dict:
+    """What a run's config changes in its variant's config (nested, as a config file)."""
+    from mmengine.config import Config
+    root = data_root.rstrip('/') + '/'
+    out = dict(randomness=dict(seed=seed),
+               default_hooks=dict(checkpoint=dict(max_keep_ckpts=1)))
+    for split in ('train', 'val', 'test'):
+        out[f'{split}_dataloader'] = dict(num_workers=0, persistent_workers=False,
+                                          dataset=dict(data_root=root))
+    for split in ('val', 'test'):
+        out[f'{split}_evaluator'] = dict(ann_file=root + 'annotations/val.json')
+    if arm == 'b':
+        pipeline = Config.fromfile(config).train_dataloader.dataset.pipeline
+        out['train_dataloader']['dataset']['pipeline'] = augmented_pipeline(pipeline)
+    elif arm != 'a':
+        raise ValueError(f"arm: expected 'a' or 'b', got {arm!r}")
+    if recipe.quick:
+        key = 'max_epochs' if recipe.by_epoch else 'max_iters'
+        out['train_cfg'] = {key: recipe.length, 'val_interval': recipe.val_interval}
+        out['train_dataloader']['batch_size'] = recipe.batch_size
+    return out
+
+
+def run_config(recipe: Recipe, data_root: str, arm: str = 'a', seed: int = 0,
+               config: str = BASE_CONFIG):
+    """``config`` loaded with a run's overrides (a Config; what the run config file holds)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(run_overrides(recipe, data_root, seed, arm, config))
+    return cfg
+
+
+def write_run_config(path: str, variant_config: str, overrides: dict) -> str:
+    """Write ``_base_ = variant_config`` plus ``overrides`` to ``path``; return its text.
+
+    Raises:
+        ValueError: ``path`` already holds another run config (the recipe changed under
+            an unfinished run: its checkpoint would resume with other settings).
+    """
+    lines = ['# Written by mmdcn_plugin.study: the variant\'s quick-start config plus the '
+             'run\'s own settings.', f'_base_ = {variant_config!r}']
+    lines += [f'{key} = {pprint.pformat(value, width=90, sort_dicts=False)}'
+              for key, value in overrides.items()]
+    text = '\n'.join(lines) + '\n'
+    if osp.isfile(path):
+        with open(path) as f:
+            if f.read() != text:
+                raise ValueError(f'{path} holds another run config than this run\'s (the '
+                                 'recipe changed under an unfinished run); remove its folder '
+                                 'to retrain it with the current recipe')
+        return text
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(text)
+    return text
+
+
+def ensure_dataset(out_dir: str, recipe: Recipe, log=print) -> str:
+    """Generate the study's dataset once (moderate deformation, generator seed 0); its root."""
+    root = osp.join(out_dir, 'data', f'{DEFORMATION}_{recipe.num_train}x{recipe.num_val}_'
+                    f'{recipe.image_size}px')
+    spec = dict(deformation=DEFORMATION, num_train=recipe.num_train, num_val=recipe.num_val,
+                seed=DATA_SEED, image_size=recipe.image_size)
+    spec_file = osp.join(root, 'study_spec.json')
+    if osp.isfile(spec_file):
+        with open(spec_file) as f:
+            if json.load(f) == spec:
+                return root
+    log(f'generating the {DEFORMATION!r} dataset ({recipe.num_train} train + '
+        f'{recipe.num_val} val images) into {root}')
+    subprocess.run([sys.executable, osp.join(TOOLS, 'make_synthetic_coco.py'),
+                    '--out-dir', root, '--num-train', str(recipe.num_train),
+                    '--num-val', str(recipe.num_val), '--seed', str(DATA_SEED),
+                    '--deformation', DEFORMATION, '--image-size', str(recipe.image_size),
+                    '--no-progress'], check=True)
+    with open(spec_file, 'w') as f:
+        json.dump(spec, f)
+    return root
