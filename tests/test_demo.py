@@ -31,7 +31,10 @@ def test_demo_compares_plain_and_dcn_end_to_end(tmp_path):
     # Data generated with the sizes asked for.
     train = json.loads((tmp_path / 'data' / 'annotations' / 'train.json').read_text())
     assert len(train['images']) == 8
-    # Both detectors trained and were evaluated by tools/test.py.
+    # Both detectors trained at once, sharing the cores, and were evaluated by
+    # tools/test.py.
+    assert 'training plain conv and DCNv2 at once' in out
+    assert '[plain conv] ' in out and '[DCNv2] ' in out
     assert 'tools/test.py' in out
     for short in ('plain', 'dcnv2'):
         metrics = json.loads((work / short / 'test_metrics.json').read_text())['metrics']

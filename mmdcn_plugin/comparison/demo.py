@@ -6,12 +6,14 @@ exactly as a user would run them, so the demo runs from a checkout (``pip instal
 """
 import glob
 import json
+import os
 import os.path as osp
 import re
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,22 +41,61 @@ def step(msg: str) -> None:
     print(f'\n==> {msg}', flush=True)
 
 
-def run_tool(args: Sequence[str]) -> str:
-    """Run ``python ARGS`` from the repository root, show its progress lines, return its
-    whole output; stop the demo (with the output's end) when it fails."""
-    print('$ ' + ' '.join(osp.relpath(a, REPO_ROOT) if osp.isabs(a) else a for a in args),
-          flush=True)
-    lines = []
-    with subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as child:
+def _show(label: str, line: str) -> None:
+    print(f'   {label}{line}', end='' if line.endswith('\n') else '\n', flush=True)
+
+
+def run_tools(jobs: Sequence[Tuple[str, Sequence[str]]], threads: Optional[int] = None
+              ) -> List[str]:
+    """Run ``python ARGS`` of every ``(label, ARGS)`` job at once from the repository root.
+
+    Shows each child's progress lines (prefixed with ``[label]`` when there are several)
+    and returns each one's whole output.  When a child fails, the others are left to
+    finish (their checkpoints count for a resumed demo), then the demo stops with the
+    failed one's output.
+
+    Args:
+        jobs: ``(label, args)`` pairs.
+        threads: ``OMP_NUM_THREADS`` of each child, unless the caller's environment sets
+            it; ``None`` leaves the children's default.
+    """
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault('OMP_NUM_THREADS', str(threads))
+        env.setdefault('MKL_NUM_THREADS', env['OMP_NUM_THREADS'])
+    children = []
+    for label, args in jobs:
+        print('$ ' + ' '.join(osp.relpath(a, REPO_ROOT) if osp.isabs(a) else a
+                              for a in args), flush=True)
+        child = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, bufsize=1)
+        children.append((f'[{label}] ' if len(jobs) > 1 else '', args, child, []))
+
+    def pump(prefix, child, lines):
         for line in child.stdout:
             lines.append(line)
             if any(key in line for key in _SHOWN):
-                print('   ' + line, end='', flush=True)
-    if child.returncode != 0:
-        sys.stdout.write(''.join(lines[-60:]))
-        raise SystemExit(f'demo step failed (exit {child.returncode}): {" ".join(args)}')
-    return ''.join(lines)
+                _show(prefix, line)
+
+    readers = [threading.Thread(target=pump, args=(prefix, child, lines), daemon=True)
+               for prefix, _, child, lines in children]
+    for r in readers:
+        r.start()
+    for r, (_, _, child, _) in zip(readers, children):
+        r.join()
+        child.wait()
+    for prefix, args, child, lines in children:
+        if child.returncode != 0:
+            sys.stdout.write(''.join(lines[-60:]))
+            raise SystemExit(f'demo step failed (exit {child.returncode}): '
+                             f'{" ".join(args)}')
+    return [''.join(lines) for _, _, _, lines in children]
+
+
+def run_tool(args: Sequence[str], threads: Optional[int] = None) -> str:
+    """Run one ``python ARGS`` (see :func:`run_tools`); return its whole output."""
+    return run_tools([('', args)], threads)[0]
 
 
 def _split_shape(data_root: str, split: str):
@@ -85,20 +126,35 @@ def ensure_dataset(data_root: str, num_train: int, num_val: int, image_size: int
               '--image-size', str(image_size)])
 
 
-def train_and_test(name: str, config: str, work_dir: str, overrides: List[str]) -> Dict:
-    """Train (resuming) and evaluate one detector: ``{'metrics': ..., 'checkpoint': ...}``.
-    A detector whose ``test_metrics.json`` exists is neither trained nor tested again."""
+def _done(work_dir: str) -> Optional[Dict]:
+    """The saved test result of a detector that was trained and evaluated, else None."""
     done = osp.join(work_dir, 'test_metrics.json')
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(done) and osp.isfile(last):
-        step(f'{name}: already trained and evaluated ({done})')
+    if osp.isfile(done) and osp.isfile(osp.join(work_dir, 'last_checkpoint')):
         with open(done) as f:
             return json.load(f)
-    step(f'training {name}: {osp.relpath(config, REPO_ROOT)} (resumes from {work_dir} if '
-         'it holds a checkpoint)')
-    run_tool([osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir, '--resume',
-              *overrides])
-    with open(last) as f:
+    return None
+
+
+def train_all(models: Sequence[Tuple[str, str, str]], overrides: List[str],
+              at_once: int) -> None:
+    """Train (resuming) the ``(name, config, work_dir)`` detectors, ``at_once`` at a
+    time, the machine's cores shared evenly between those running together."""
+    threads = max(1, (os.cpu_count() or 1) // at_once)
+    for i in range(0, len(models), at_once):
+        group = models[i:i + at_once]
+        names = ' and '.join(name for name, _, _ in group)
+        step(f'training {names}'
+             + (f' at once, {threads} thread(s) each' if len(group) > 1 else '')
+             + ' (each resumes from its work dir if it holds a checkpoint)')
+        run_tools([(name, [osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
+                           '--resume', *overrides])
+                   for name, config, work_dir in group], threads)
+
+
+def test_one(name: str, config: str, work_dir: str, overrides: List[str]) -> Dict:
+    """Evaluate a trained detector's last checkpoint with ``tools/test.py``:
+    ``{'metrics': ..., 'checkpoint': ...}``, saved as ``test_metrics.json``."""
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     step(f'evaluating {name}: {osp.relpath(ckpt, REPO_ROOT)} with tools/test.py (COCO metric)')
     out = run_tool([osp.join(TOOLS, 'test.py'), config, ckpt, '--work-dir',
@@ -108,7 +164,7 @@ def train_and_test(name: str, config: str, work_dir: str, overrides: List[str]) 
         raise SystemExit(f'{name}: tools/test.py printed no coco/bbox_mAP; its output ends '
                          f'with:\n{out[-2000:]}')
     result = dict(metrics=metrics, checkpoint=ckpt)
-    with open(done, 'w') as f:
+    with open(osp.join(work_dir, 'test_metrics.json'), 'w') as f:
         json.dump(result, f, indent=1)
     return result
 
@@ -143,7 +199,7 @@ def report_lines(rows: List[Dict], conv: Dict[str, Dict], unit: str) -> str:
 
 
 def run_demo(data_root: str, work_dir: str, num_images: int = 4,
-             cfg_options: Optional[List[str]] = None) -> Dict:
+             cfg_options: Optional[List[str]] = None, at_once: int = 2) -> Dict:
     """The whole demo (see ``tools/demo.py``); returns what it writes to
     ``work_dir/results.json``.
 
@@ -153,6 +209,10 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
         num_images: Val images in the side-by-side detection picture (>= 1).
         cfg_options: ``key=value`` overrides for both trainings and tests, as
             ``--cfg-options`` of MMDetection's tools.
+        at_once: Detectors trained at the same time (1 or 2), the cores shared between
+            them.  On 2 cores two one-thread trainings finish together sooner than two
+            two-thread trainings one after the other, as these small models use a
+            second thread poorly.
     """
     from mmengine.config import Config, DictAction
     from ..analysis import detector_complexity_info
@@ -160,6 +220,8 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     from ..study.grid import read_scalars
     if num_images < 1:
         raise ValueError(f'num_images: expected >= 1, got {num_images}')
+    if at_once not in (1, 2):
+        raise ValueError(f'at_once: expected 1 or 2, got {at_once!r}')
     start = time.time()
     cfg_options = list(cfg_options or [])
     cfg = Config.fromfile(MODELS[0][2])
@@ -180,10 +242,20 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     # Validation records are stepped by epoch under an epoch-based loop, else by iteration.
     by_epoch = 'max_epochs' in cfg.train_cfg
     max_step = cfg.train_cfg.max_epochs if by_epoch else cfg.train_cfg.max_iters
+    dirs = {name: osp.join(work_dir, short) for name, short, _ in MODELS}
+    tested = {name: _done(dirs[name]) for name, _, _ in MODELS}
+    for name, result in tested.items():
+        if result is not None:
+            step(f'{name}: already trained and evaluated ({dirs[name]})')
+    train_all([(name, config, dirs[name]) for name, _, config in MODELS
+               if tested[name] is None], overrides, at_once)
+    for name, _, config in MODELS:
+        if tested[name] is None:
+            tested[name] = test_one(name, config, dirs[name], overrides)
+
     rows, curves, built, conv = [], {}, {}, {}
     for name, short, config in MODELS:
-        model_dir = osp.join(work_dir, short)
-        result = train_and_test(name, config, model_dir, overrides)
+        model_dir, result = dirs[name], tested[name]
         train, val = read_scalars(model_dir)
         curve = val_curve(val)
         conv[name] = convergence(curve, max_step)
@@ -212,7 +284,7 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(report + f'\n\nwall time of this call: {wall:.0f} s\n')
     results = dict(rows=rows, convergence=conv, curves=curves, wall_s=wall,
-                   pictures=pictures)
+                   pictures=pictures, trained_at_once=at_once)
     with open(osp.join(work_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1)
     step(f'done in {wall:.0f} s (this call; a resumed demo counts only its own part)')
