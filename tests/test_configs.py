@@ -200,3 +200,25 @@ def test_mmdet_mdconv_config_takes_the_layer_and_mmcv_weights(tmp_path):
     with torch.no_grad():
         for a, b in zip(theirs.extract_feat(x), ours.extract_feat(x)):
             assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * a.abs().max().item())
+
+
+def test_quickstart_dcnv2_starts_as_its_pretrained_conv_and_offsets_learn_slower():
+    """The quick-start recipe (#12): mask_scale=2 makes a fresh DCNv2 layer the plain
+    conv it replaces, and the offset heads get a tenth of the learning rate."""
+    from mmengine.optim import build_optim_wrapper
+    cfg, model = build(
+        'configs/quickstart/faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py')
+    layers = layers_in(model)
+    assert len(layers) == 13 and all(m.mask_scale == 2.0 for m in layers)
+    layer = layers[0]
+    x = torch.randn(1, layer.in_channels, 9, 9)
+    plain = torch.nn.functional.conv2d(x, layer.weight, layer.bias, layer.stride,
+                                       layer.padding, layer.dilation)
+    assert torch.allclose(layer(x), plain, atol=1e-5)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    base = cfg.optim_wrapper.optimizer.lr
+    names = {id(p): n for n, p in model.named_parameters()}
+    lrs = {names[id(p)]: g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    offset = [lr for n, lr in lrs.items() if '.offset_head.' in n]
+    assert len(offset) == 13 * 2 and offset == pytest.approx([0.1 * base] * len(offset))
+    assert {lr for n, lr in lrs.items() if '.offset_head.' not in n} == {base}
