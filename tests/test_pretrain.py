@@ -75,6 +75,12 @@ def test_pretraining_is_bitwise_reproducible_and_loads_into_both_backbones(data,
         assert (config == DCN) == bool(extra)
 
 
+def test_a_set_of_other_counts_is_refused_not_reused(data, tmp_path):
+    with pytest.raises(ValueError, match=r"holds a pretraining set of \{'train': 6, 'val': 2\} "
+                       r"images; the settings ask for \{'train': 7, 'val': 2\}"):
+        pretrain_backbone(BASE, str(tmp_path / 'x.pth'), str(data), num_train=7, num_val=2)
+
+
 def test_unknown_setting_is_named(data, tmp_path):
     with pytest.raises(TypeError, match=r"unknown setting\(s\) \['epoch'\]"):
         pretrain_backbone(BASE, str(tmp_path / 'x.pth'), str(data), epoch=3)
@@ -86,3 +92,6 @@ def test_committed_weights_match_their_record():
         record = json.load(f)
     assert sha256_of(path) == record['sha256']
     assert osp.getsize(path) <= 10 * 2**20
+    # `tools/pretrain_backbone.py CONFIG --out ...` with no other option made them.
+    from mmdcn_plugin.pretrain import PRETRAIN_DEFAULTS
+    assert record['settings'] == PRETRAIN_DEFAULTS

@@ -24,8 +24,8 @@ from .crops import object_crops
 __all__ = ['pretrain_backbone', 'PRETRAIN_DEFAULTS', 'sha256_of']
 
 #: The settings of the committed weights (``weights/README.md``).
-PRETRAIN_DEFAULTS = dict(num_train=1500, num_val=150, data_seed=1, deformation='moderate',
-                         epochs=10, batch_size=64, lr=2e-3, weight_decay=0.05, seed=0,
+PRETRAIN_DEFAULTS = dict(num_train=12000, num_val=150, data_seed=1, deformation='moderate',
+                         epochs=8, batch_size=64, lr=2e-3, weight_decay=0.05, seed=0,
                          threads=1)
 
 
@@ -43,6 +43,21 @@ def _image_size(cfg) -> int:
             return int(max(step['scale']))
     raise ValueError('config: expected a Resize step in train_pipeline to take the image '
                      'size from, found none')
+
+
+def _check_existing_set(data_dir: str, num_train: int, num_val: int) -> None:
+    """Refuse a pretraining set already in ``data_dir`` with other image counts: reusing
+    it would silently give other weights than the settings (and the record) say."""
+    found = {}
+    for split in ('train', 'val'):
+        path = osp.join(data_dir, 'annotations', f'{split}.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                found[split] = len(json.load(f)['images'])
+    want = dict(train=num_train, val=num_val)
+    if found and found != want:
+        raise ValueError(f'data_dir {data_dir!r} holds a pretraining set of {found} images; '
+                         f'the settings ask for {want}: remove it or pass another data_dir')
 
 
 def pretrain_backbone(config, out: str, data_dir: str, *,
@@ -70,6 +85,7 @@ def pretrain_backbone(config, out: str, data_dir: str, *,
     torch.manual_seed(s['seed'])
     torch.set_num_threads(s['threads'])
 
+    _check_existing_set(data_dir, s['num_train'], s['num_val'])
     if not osp.isfile(osp.join(data_dir, 'annotations', 'val.json')):
         log(f'generating the pretraining set into {data_dir} (seed {s["data_seed"]}, '
             f'{s["num_train"]} + {s["num_val"]} images of {size} px)')
