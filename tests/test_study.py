@@ -119,6 +119,25 @@ def test_the_grid_is_seed_first_and_checked(tmp_path):
         StudySetup(recipe, '', '', seeds=[-1])
 
 
+def test_finished_runs_of_another_recipe_are_refused(tmp_path):
+    """A run trained from other weights (or schedule) must not join the grid."""
+    recipe = read_recipe(quick=True)
+    assert re.fullmatch(r'[0-9a-f]{12}', recipe.pretrained)   # the committed weights
+    assert recipe.pretrained == read_recipe().pretrained
+    setup = StudySetup.quick(recipe, str(tmp_path / 'o'), str(tmp_path / 'd'))
+    run = setup.runs()[1]
+    os.makedirs(osp.dirname(run.result_file))
+    with open(run.result_file, 'w') as f:
+        json.dump(dict(recipe=dict(recipe.as_dict(), pretrained='0' * 12)), f)
+    with pytest.raises(ValueError, match=r"trained with another: \['a/dcnv2/seed0'\]"):
+        study.run_grid(setup)
+    missing = tmp_path / 'missing.py'
+    missing.write_text(f'_base_ = {BASE_CONFIG!r}\n'
+                       "model = dict(backbone=dict(init_cfg=dict(checkpoint='/no/such.pth')))\n")
+    with pytest.raises(ValueError, match=r"init_cfg.checkpoint: expected a file, got '/no/such"):
+        read_recipe(str(missing))
+
+
 # ------------------------------------------------------------------ statistics
 def test_t_interval_by_hand():
     # mean 2.5, s = 1.2910, t(0.975, 3) = 3.18245: 2.5 -+ 3.18245 * 1.2910 / 2
@@ -228,31 +247,35 @@ def _check_quick(out_dir, docs, runs):
     return report
 
 
-def test_quick_study_one_variant_end_to_end_and_resume(tmp_path):
-    """Both arms and the sweeps of --quick for DCNv2, then the resume rules."""
+def test_quick_study_one_variant_end_to_end_and_resume(tmp_path, capsys):
+    """Both arms and the sweeps of --quick for DCNv2, then the resume rules.
+
+    The command line runs in this process (its runs still train and evaluate in child
+    processes, as always): three calls without three interpreters' import time."""
     out_dir, docs = tmp_path / 'study', tmp_path / 'docs'
-    args = ('--quick', '--variants', 'dcnv2', '--out-dir', str(out_dir), '--docs-dir', str(docs))
-    rc, out = run_study(*args)
-    assert rc == 0, out[-3000:]
-    assert '2 to train' in out
+    args = ['--quick', '--variants', 'dcnv2', '--out-dir', str(out_dir), '--docs-dir', str(docs)]
+    tool = load_tool('study')
+    tool.main(args)
+    assert '2 to train' in capsys.readouterr().out
     report = _check_quick(out_dir, docs, ['a/dcnv2/seed0', 'b/dcnv2/seed0'])
     assert 'Where the offsets go' in report
-    # A run without its JSON (killed during its evaluation) resumes from its checkpoint.
+    # A run without its JSON (killed during its evaluation) resumes from its checkpoint;
+    # the finished one is not redone.
     result = docs / 'runs' / 'b' / 'dcnv2' / 'seed0.json'
     os.remove(result)
     stamp = (docs / 'runs' / 'a' / 'dcnv2' / 'seed0.json').stat().st_mtime_ns
-    rc, out = run_study(*args)
-    assert rc == 0 and '1 to train' in out, out[-3000:]
+    tool.main(args)
+    assert '1 already finished or left for later, 1 to train' in capsys.readouterr().out
+    assert result.is_file()
+    assert (docs / 'runs' / 'a' / 'dcnv2' / 'seed0.json').stat().st_mtime_ns == stamp
     log = (out_dir / 'work' / 'b' / 'dcnv2' / 'seed0' / 'study.log').read_text()
     assert (out_dir / 'work' / 'b' / 'dcnv2' / 'seed0.py').is_file()   # the run config
     assert re.search(r'Auto resumed from the latest checkpoint \S*epoch_1\.pth', log)
-    # Finished runs are never redone, and the report rebuilds from the JSONs alone.
-    rc, out = run_study(*args)
-    assert rc == 0 and '0 to train' in out, out[-3000:]
-    assert (docs / 'runs' / 'a' / 'dcnv2' / 'seed0.json').stat().st_mtime_ns == stamp
+    # The report rebuilds from the JSONs alone.
     report = (docs / 'results.md').read_text()
     (docs / 'results.md').unlink()
-    load_tool('study').main([*args, '--report-only'])   # in this process: no training
+    tool.main([*args, '--report-only'])
+    assert '0 to train' not in capsys.readouterr().out   # --report-only trains nothing
     assert (docs / 'results.md').read_text() == report
 
 

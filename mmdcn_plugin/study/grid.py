@@ -123,15 +123,29 @@ class Stop(threading.Event):
                 pass
 
 
+def check_finished(runs: Sequence[Run], recipe: Recipe) -> None:
+    """Raise ValueError if a finished run was trained with another recipe than ``recipe``
+    (other weights, schedule or data): adding runs to it would mix two studies."""
+    expected = recipe.as_dict()
+    other = [r.name for r in runs if r.done() and r.result()['recipe'] != expected]
+    if other:
+        raise ValueError(f'recipe: expected the finished runs to have the current recipe '
+                         f'{expected}, but these were trained with another: {other}. Move '
+                         'their JSONs away to start the study again, or check out the '
+                         'recipe they were trained with')
+
+
 def run_grid(setup: StudySetup, max_runs: Optional[int] = None) -> List[Run]:
     """Train and evaluate every run without a JSON (at most ``max_runs``); the failed ones.
 
     Raises:
+        ValueError: a finished run has another recipe (:func:`check_finished`).
         SystemExit: interrupted (Ctrl-C or SIGTERM); finished runs are kept.
     """
     from .recipe import run_config
     from .sweep import prepare_splits
     runs = setup.runs()
+    check_finished(runs, setup.recipe)
     todo = [r for r in runs if not r.done()]
     if max_runs is not None:
         todo = todo[:max_runs]

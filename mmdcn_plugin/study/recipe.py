@@ -31,6 +31,9 @@ class Recipe:
         num_train, num_val (int): images of the generated dataset.
         image_size (int): their side in pixels.
         batch_size (int): training images per iteration.
+        pretrained (str): the first 12 hex digits of the SHA-256 of the backbone's
+            pretrained weights (``''`` without any), so runs trained from other weights
+            are told apart.
         quick (bool): the ``--quick`` schedule.
     """
     by_epoch: bool
@@ -40,6 +43,7 @@ class Recipe:
     num_val: int
     image_size: int
     batch_size: int
+    pretrained: str = ''
     quick: bool = False
 
     @property
@@ -87,14 +91,32 @@ def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
     recipe = Recipe(by_epoch, length, val_interval, _positive_int(cfg, 'num_train_images', config),
                     _positive_int(cfg, 'num_val_images', config),
                     _positive_int(cfg, 'image_size', config),
-                    _positive_int(cfg.train_dataloader, 'batch_size', config))
+                    _positive_int(cfg.train_dataloader, 'batch_size', config),
+                    pretrained_digest(cfg))
     if not quick:
         return recipe
     # One epoch of num_train / batch_size iterations, or that many iterations.
     iters = QUICK['iterations']
     return Recipe(by_epoch, 1 if by_epoch else iters, 1 if by_epoch else iters,
                   QUICK['num_train'], QUICK['num_val'], recipe.image_size,
-                  QUICK['num_train'] // iters, quick=True)
+                  QUICK['num_train'] // iters, recipe.pretrained, quick=True)
+
+
+def pretrained_digest(cfg) -> str:
+    """12 hex digits of the SHA-256 of ``cfg``'s backbone ``init_cfg`` checkpoint; ``''``
+    when the backbone has none.
+
+    Raises:
+        ValueError: the checkpoint is named but missing.
+    """
+    from ..pretrain import sha256_of
+    init = (cfg.get('model', {}).get('backbone', {}) or {}).get('init_cfg') or {}
+    path = init.get('checkpoint') if isinstance(init, dict) else None
+    if not path:
+        return ''
+    if not osp.isfile(path):
+        raise ValueError(f'model.backbone.init_cfg.checkpoint: expected a file, got {path!r}')
+    return sha256_of(path)[:12]
 
 
 def _plain(value):
