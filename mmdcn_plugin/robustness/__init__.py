@@ -6,8 +6,8 @@ plot); import it as ``mmdcn_plugin.robustness``.  The command line is
 :mod:`.transforms`.
 """
 from .evaluate import (CSV_COLUMNS, checkpoint_labels, evaluate_checkpoint,
-                       evaluate_on_splits, load_config, point_at_split, robustness_sweep,
-                       source_split)
+                       evaluate_on_splits, load_config, metrics_row, point_at_split,
+                       robustness_sweep, source_split)
 from .on_object import (OnObjectCount, by_stage, coco_samples, count_on_object,
                         interior_point, on_mask, on_object_by_value, on_object_fractions,
                         stage_of)
@@ -17,7 +17,7 @@ from .transforms import (FILL, IDENTITY, MIN_VISIBLE, TRANSFORMS, check_fill, ch
                          transform_matrix, warp_image)
 
 __all__ = ['CSV_COLUMNS', 'checkpoint_labels', 'evaluate_checkpoint', 'evaluate_on_splits',
-           'load_config', 'point_at_split', 'robustness_sweep', 'source_split',
+           'load_config', 'metrics_row', 'point_at_split', 'robustness_sweep', 'source_split',
            'OnObjectCount', 'by_stage', 'coco_samples', 'count_on_object', 'interior_point',
            'on_mask', 'on_object_by_value', 'on_object_fractions', 'stage_of', 'split_name',
            'write_transformed_split', 'FILL', 'IDENTITY', 'MIN_VISIBLE', 'TRANSFORMS',

@@ -222,6 +222,28 @@ def write_csv(rows: Sequence[dict], path: str, with_checkpoint: bool) -> None:
             writer.writerow({k: (f'{row[k]:g}' if k == 'value' else row[k]) for k in columns})
 
 
+def metrics_row(value: float, split: dict, metrics: dict) -> dict:
+    """One row of a sweep: ``value``, the CSV's metrics, ``n_instances`` and
+    ``bbox_mAP_s/m/l`` (-1 where COCO has no instance of that size).
+
+    Args:
+        split (dict): the split the metrics are of (for its ``n_instances``).
+        metrics (dict): what the test loop returned on it.
+
+    Raises:
+        RuntimeError: the metrics lack the bbox keys (the CocoMetric computes no bbox).
+    """
+    missing = [key for key in METRIC_KEYS.values() if key not in metrics]
+    if missing:
+        raise RuntimeError(f'the test loop returned no {missing} (got {sorted(metrics)}): '
+                           'is the CocoMetric computing bbox?')
+    row = dict(value=value, n_instances=split['n_instances'],
+               **{col: float(metrics[key]) for col, key in METRIC_KEYS.items()})
+    for size in 'sml':
+        row[f'bbox_mAP_{size}'] = float(metrics.get(f'coco/bbox_mAP_{size}', -1))
+    return row
+
+
 def robustness_sweep(config: str, checkpoints: Sequence[str], transform: str, values,
                      out_dir: str, cfg_options: Optional[dict] = None,
                      min_visible: float = MIN_VISIBLE, fill=FILL, cache_dir: Optional[str] = None,
@@ -277,14 +299,7 @@ def robustness_sweep(config: str, checkpoints: Sequence[str], transform: str, va
         runs = evaluate_on_splits(cfg, ckpt, splits, osp.join(out_dir, 'work', str(k)),
                                   f'robustness_{stamp}_{k}', verbose)
         for value, split, metrics in zip(values, splits, runs):
-            missing = [key for key in METRIC_KEYS.values() if key not in metrics]
-            if missing:
-                raise RuntimeError(f'the test loop returned no {missing} (got '
-                                   f'{sorted(metrics)}): is the CocoMetric computing bbox?')
-            row = dict(checkpoint=label, value=value, n_instances=split['n_instances'],
-                       **{col: float(metrics[key]) for col, key in METRIC_KEYS.items()})
-            for size in 'sml':
-                row[f'bbox_mAP_{size}'] = float(metrics.get(f'coco/bbox_mAP_{size}', -1))
+            row = dict(checkpoint=label, **metrics_row(value, split, metrics))
             rows.append(row)
             log(f'checkpoint {k + 1}/{len(checkpoints)}, {transform}={value:g}: bbox_mAP '
                 f'{row["bbox_mAP"]:.3f}, mAP50 {row["mAP50"]:.3f} ({time.time() - tic:.1f} s)')

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import time
 from typing import Dict, Optional, Sequence
 
 #: What a sweep row keeps of the robustness package's rows.
@@ -49,17 +50,32 @@ def evaluate_run(config: str, checkpoint: str, sweeps: Dict[str, Sequence[float]
         ``on_object`` (list of ``value, stage, instances, points, deformable,
         regular`` rows, or None).
     """
-    from ..robustness import load_config, on_object_by_value, robustness_sweep, source_split
-    out = dict(sweeps={}, on_object=None)
+    from ..robustness import (evaluate_on_splits, load_config, metrics_row, on_object_by_value,
+                              parse_values, source_split, split_name, write_transformed_split)
+    from ..robustness.evaluate import log
+    cfg = load_config(config)
+    ann_file, img_dir = source_split(cfg)
+    # Every split of every transform through one Runner: one model build and one
+    # checkpoint load per run, not one per transform.
+    items = []
     for transform, values in sweeps.items():
-        result = robustness_sweep(config, [checkpoint], transform, list(values),
-                                  osp.join(work_dir, 'robustness'), cache_dir=cache_dir,
-                                  plot=False)
-        out['sweeps'][transform] = [{k: row[k] for k in ROW_KEYS} for row in result['rows']]
+        for value in parse_values(transform, list(values)):
+            items.append((transform, value, write_transformed_split(
+                ann_file, img_dir, transform, value,
+                osp.join(cache_dir, split_name(transform, value)), progress=False)))
+    out = dict(sweeps={transform: [] for transform in sweeps}, on_object=None)
+    runs = evaluate_on_splits(cfg, checkpoint, [split for _, _, split in items],
+                              osp.join(work_dir, 'robustness'), 'study_sweep')
+    tic = time.time()
+    for (transform, value, split), metrics in zip(items, runs):
+        row = metrics_row(value, split, metrics)
+        out['sweeps'][transform].append({k: row[k] for k in ROW_KEYS})
+        log(f'{transform}={value:g}: bbox_mAP {row["bbox_mAP"]:.3f}, mAP50 {row["mAP50"]:.3f} '
+            f'({time.time() - tic:.1f} s)')
+        tic = time.time()
     if on_object_images:
         from ..visualization import init_model
         model = init_model(config, checkpoint)
-        ann_file, img_dir = source_split(load_config(config))
         out['on_object'] = on_object_by_value(model, ann_file, img_dir, 'rotate',
                                               list(sweeps['rotate']), cache_dir,
                                               max_images=on_object_images)
