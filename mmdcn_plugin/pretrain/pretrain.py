@@ -24,7 +24,7 @@ from .crops import object_crops
 __all__ = ['pretrain_backbone', 'PRETRAIN_DEFAULTS', 'sha256_of']
 
 #: The settings of the committed weights (``weights/README.md``).
-PRETRAIN_DEFAULTS = dict(num_train=12000, num_val=150, data_seed=1, deformation='moderate',
+PRETRAIN_DEFAULTS = dict(num_train=24000, num_val=150, data_seed=1, deformation='moderate',
                          epochs=8, batch_size=64, lr=2e-3, weight_decay=0.05, seed=0,
                          threads=1)
 
