@@ -35,7 +35,8 @@ def test_demo_compares_plain_and_dcn_end_to_end(tmp_path):
     # tools/test.py.
     assert 'training plain conv and DCNv2 at once' in out
     assert '[plain conv] ' in out and '[DCNv2] ' in out
-    assert 'tools/test.py' in out
+    # Each detector's test runs in its own chain, right after its training.
+    assert '[plain conv] $ tools/test.py' in out and '[DCNv2] $ tools/test.py' in out
     for short in ('plain', 'dcnv2'):
         metrics = json.loads((work / short / 'test_metrics.json').read_text())['metrics']
         assert 0.0 <= metrics['bbox_mAP'] <= 1.0

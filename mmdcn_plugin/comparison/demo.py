@@ -45,17 +45,19 @@ def _show(label: str, line: str) -> None:
     print(f'   {label}{line}', end='' if line.endswith('\n') else '\n', flush=True)
 
 
-def run_tools(jobs: Sequence[Tuple[str, Sequence[str]]], threads: Optional[int] = None
-              ) -> List[str]:
-    """Run ``python ARGS`` of every ``(label, ARGS)`` job at once from the repository root.
+def run_chains(chains: Sequence[Tuple[str, Sequence]], threads: Optional[int] = None
+               ) -> List[List[str]]:
+    """Run the chains side by side; in a chain, ``python ARGS`` of each command in turn.
 
-    Shows each child's progress lines (prefixed with ``[label]`` when there are several)
-    and returns each one's whole output.  When a child fails, the others are left to
-    finish (their checkpoints count for a resumed demo), then the demo stops with the
-    failed one's output.
+    Shows each child's progress lines (prefixed with ``[label]`` when there are several
+    chains) and returns, per chain, each command's whole output.  A command is a list of
+    arguments, or a callable returning one when its turn comes (e.g. a test of the
+    checkpoint that the chain's training writes).  When a command fails, its chain
+    stops and the others are left to finish (their checkpoints count for a resumed
+    demo); then the demo stops with the failed one's output.
 
     Args:
-        jobs: ``(label, args)`` pairs.
+        chains: ``(label, commands)`` pairs.
         threads: ``OMP_NUM_THREADS`` of each child, unless the caller's environment sets
             it; ``None`` leaves the children's default.
     """
@@ -63,34 +65,47 @@ def run_tools(jobs: Sequence[Tuple[str, Sequence[str]]], threads: Optional[int] 
     if threads is not None:
         env.setdefault('OMP_NUM_THREADS', str(threads))
         env.setdefault('MKL_NUM_THREADS', env['OMP_NUM_THREADS'])
-    children = []
-    for label, args in jobs:
-        print('$ ' + ' '.join(osp.relpath(a, REPO_ROOT) if osp.isabs(a) else a
-                              for a in args), flush=True)
-        child = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, bufsize=1)
-        children.append((f'[{label}] ' if len(jobs) > 1 else '', args, child, []))
+    outputs = [[] for _ in chains]
+    failed = []
 
-    def pump(prefix, child, lines):
-        for line in child.stdout:
-            lines.append(line)
-            if any(key in line for key in _SHOWN):
-                _show(prefix, line)
+    def run(i, label, commands):
+        prefix = f'[{label}] ' if len(chains) > 1 else ''
+        for command in commands:
+            args = command() if callable(command) else command
+            _show(prefix, '$ ' + ' '.join(osp.relpath(a, REPO_ROOT) if osp.isabs(a) else a
+                                          for a in args))
+            child = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1)
+            lines = []
+            for line in child.stdout:
+                lines.append(line)
+                if any(key in line for key in _SHOWN):
+                    _show(prefix, line)
+            child.wait()
+            outputs[i].append(''.join(lines))
+            if child.returncode != 0:
+                failed.append((args, child.returncode, lines))
+                return
 
-    readers = [threading.Thread(target=pump, args=(prefix, child, lines), daemon=True)
-               for prefix, _, child, lines in children]
-    for r in readers:
-        r.start()
-    for r, (_, _, child, _) in zip(readers, children):
-        r.join()
-        child.wait()
-    for prefix, args, child, lines in children:
-        if child.returncode != 0:
-            sys.stdout.write(''.join(lines[-60:]))
-            raise SystemExit(f'demo step failed (exit {child.returncode}): '
-                             f'{" ".join(args)}')
-    return [''.join(lines) for _, _, _, lines in children]
+    workers = [threading.Thread(target=run, args=(i, label, commands), daemon=True)
+               for i, (label, commands) in enumerate(chains)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if failed:
+        args, code, lines = failed[0]
+        sys.stdout.write(''.join(lines[-60:]))
+        raise SystemExit(f'demo step failed (exit {code}): {" ".join(args)}')
+    return outputs
+
+
+def run_tools(jobs: Sequence[Tuple[str, Sequence[str]]], threads: Optional[int] = None
+              ) -> List[str]:
+    """Run ``python ARGS`` of every ``(label, ARGS)`` job at once (:func:`run_chains` of
+    one command each); each one's whole output."""
+    return [out[0] for out in run_chains([(label, [args]) for label, args in jobs], threads)]
 
 
 def run_tool(args: Sequence[str], threads: Optional[int] = None) -> str:
@@ -135,38 +150,55 @@ def _done(work_dir: str) -> Optional[Dict]:
     return None
 
 
-def train_all(models: Sequence[Tuple[str, str, str]], overrides: List[str],
-              at_once: int) -> None:
-    """Train (resuming) the ``(name, config, work_dir)`` detectors, ``at_once`` at a
-    time, the machine's cores shared evenly between those running together."""
+def _checkpoint_of(work_dir: str) -> str:
+    """The checkpoint a training wrote last (``work_dir/last_checkpoint``)."""
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def _test_args(config: str, work_dir: str, overrides: List[str]) -> List[str]:
+    return [osp.join(TOOLS, 'test.py'), config, _checkpoint_of(work_dir), '--work-dir',
+            osp.join(work_dir, 'test'), *overrides]
+
+
+def _save_test(name: str, work_dir: str, out: str) -> Dict:
+    """Parse ``tools/test.py``'s output; ``{'metrics': ..., 'checkpoint': ...}``, saved as
+    ``test_metrics.json`` (what :func:`_done` reads)."""
+    metrics = {k: float(v) for k, v in re.findall(r'coco/(bbox_mAP\w*): (-?[0-9.]+)', out)}
+    if 'bbox_mAP' not in metrics:
+        raise SystemExit(f'{name}: tools/test.py printed no coco/bbox_mAP; its output ends '
+                         f'with:\n{out[-2000:]}')
+    result = dict(metrics=metrics, checkpoint=_checkpoint_of(work_dir))
+    with open(osp.join(work_dir, 'test_metrics.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def train_and_test(models: Sequence[Tuple[str, str, str]], overrides: List[str],
+                   at_once: int) -> Dict[str, Dict]:
+    """Train (resuming) each ``(name, config, work_dir)`` detector, then evaluate its last
+    checkpoint with ``tools/test.py``; ``at_once`` detectors at a time, the machine's
+    cores shared evenly.  A detector's test starts as soon as its own training ends.
+
+    Returns:
+        dict: name -> ``{'metrics': ..., 'checkpoint': ...}``.
+    """
     threads = max(1, (os.cpu_count() or 1) // at_once)
+    results = {}
     for i in range(0, len(models), at_once):
         group = models[i:i + at_once]
         names = ' and '.join(name for name, _, _ in group)
         step(f'training {names}'
              + (f' at once, {threads} thread(s) each' if len(group) > 1 else '')
-             + ' (each resumes from its work dir if it holds a checkpoint)')
-        run_tools([(name, [osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
-                           '--resume', *overrides])
-                   for name, config, work_dir in group], threads)
-
-
-def test_one(name: str, config: str, work_dir: str, overrides: List[str]) -> Dict:
-    """Evaluate a trained detector's last checkpoint with ``tools/test.py``:
-    ``{'metrics': ..., 'checkpoint': ...}``, saved as ``test_metrics.json``."""
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        ckpt = f.read().strip()
-    step(f'evaluating {name}: {osp.relpath(ckpt, REPO_ROOT)} with tools/test.py (COCO metric)')
-    out = run_tool([osp.join(TOOLS, 'test.py'), config, ckpt, '--work-dir',
-                    osp.join(work_dir, 'test'), *overrides])
-    metrics = {k: float(v) for k, v in re.findall(r'coco/(bbox_mAP\w*): (-?[0-9.]+)', out)}
-    if 'bbox_mAP' not in metrics:
-        raise SystemExit(f'{name}: tools/test.py printed no coco/bbox_mAP; its output ends '
-                         f'with:\n{out[-2000:]}')
-    result = dict(metrics=metrics, checkpoint=ckpt)
-    with open(osp.join(work_dir, 'test_metrics.json'), 'w') as f:
-        json.dump(result, f, indent=1)
-    return result
+             + ' (each resumes from its work dir if it holds a checkpoint), then testing '
+             'each last checkpoint with tools/test.py (COCO metric)')
+        chains = [(name, [[osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
+                           '--resume', *overrides],
+                          lambda c=config, w=work_dir: _test_args(c, w, overrides)])
+                  for name, config, work_dir in group]
+        for (name, _, work_dir), (_, test_out) in zip(group, run_chains(chains, threads)):
+            results[name] = _save_test(name, work_dir, test_out)
+    return results
 
 
 def _val_images(data_root: str, count: int):
@@ -247,11 +279,8 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     for name, result in tested.items():
         if result is not None:
             step(f'{name}: already trained and evaluated ({dirs[name]})')
-    train_all([(name, config, dirs[name]) for name, _, config in MODELS
-               if tested[name] is None], overrides, at_once)
-    for name, _, config in MODELS:
-        if tested[name] is None:
-            tested[name] = test_one(name, config, dirs[name], overrides)
+    tested.update(train_and_test([(name, config, dirs[name]) for name, _, config in MODELS
+                                  if tested[name] is None], overrides, at_once))
 
     rows, curves, built, conv = [], {}, {}, {}
     for name, short, config in MODELS:

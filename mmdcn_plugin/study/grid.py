@@ -11,6 +11,7 @@ import json
 import os
 import os.path as osp
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from .run import exit_code, run_one  # noqa: F401  (exit_code: part of this modu
 
 
 def log(msg: str) -> None:
-    print(f'[study {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+    # One write per line: runs finishing side by side must not interleave their lines.
+    sys.stdout.write(f'[study {time.strftime("%H:%M:%S")}] {msg}\n')
+    sys.stdout.flush()
 
 
 class Run:
