@@ -6,6 +6,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -58,3 +60,20 @@ def test_demo_compares_plain_and_dcn_end_to_end(tmp_path):
     again = _demo(tmp_path)
     assert again.count('already trained and evaluated') == 2
     assert 'tools/train.py' not in again
+
+
+def test_a_work_dir_of_another_recipe_is_refused(tmp_path):
+    from mmdcn_plugin.comparison.demo import check_recipe
+    work = tmp_path / 'plain'
+    recipe = dict(config='a.py', pretrained='afb2f76a6cae', cfg_options=[])
+    check_recipe(str(work), recipe)                       # stamps a new work dir
+    assert json.loads((work / 'recipe.json').read_text()) == recipe
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
+    check_recipe(str(work), recipe)                       # same recipe: resumes
+    other = dict(recipe, pretrained='6e731609d12b')
+    with pytest.raises(SystemExit, match=r"holds a training of another recipe: expected "
+                       r"\{.*'6e731609d12b'.*found \{.*'afb2f76a6cae'"):
+        check_recipe(str(work), other)
+    (work / 'recipe.json').unlink()                       # a demo of before the stamp
+    with pytest.raises(SystemExit, match='found no recipe.json'):
+        check_recipe(str(work), recipe)

@@ -150,6 +150,30 @@ def _done(work_dir: str) -> Optional[Dict]:
     return None
 
 
+def check_recipe(work_dir: str, recipe: Dict) -> None:
+    """Stamp ``work_dir`` with ``recipe`` (``recipe.json``), or check that its training,
+    if any, had that recipe: a demo resumed with other weights, configs or options would
+    mix two recipes in one model, or report a model of the old one.
+
+    Raises:
+        SystemExit: ``work_dir`` holds a checkpoint of another (or an unrecorded) recipe.
+    """
+    path = osp.join(work_dir, 'recipe.json')
+    found = None
+    if osp.isfile(path):
+        with open(path) as f:
+            found = json.load(f)
+    if found == recipe:
+        return
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        raise SystemExit(f'{work_dir} holds a training of another recipe: expected {recipe}, '
+                         f'found {found or "no recipe.json"}. Remove the folder to train '
+                         'again with the current recipe, or give another --work-dir')
+    os.makedirs(work_dir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(recipe, f, indent=1)
+
+
 def _checkpoint_of(work_dir: str) -> str:
     """The checkpoint a training wrote last (``work_dir/last_checkpoint``)."""
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
@@ -249,6 +273,7 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     from mmengine.config import Config, DictAction
     from ..analysis import detector_complexity_info
     from ..apis import build_model_from_config
+    from ..pretrain import pretrained_digest
     from ..study.grid import read_scalars
     if num_images < 1:
         raise ValueError(f'num_images: expected >= 1, got {num_images}')
@@ -275,6 +300,10 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     by_epoch = 'max_epochs' in cfg.train_cfg
     max_step = cfg.train_cfg.max_epochs if by_epoch else cfg.train_cfg.max_iters
     dirs = {name: osp.join(work_dir, short) for name, short, _ in MODELS}
+    for name, _, config in MODELS:
+        check_recipe(dirs[name], dict(config=osp.relpath(config, REPO_ROOT),
+                                      pretrained=pretrained_digest(Config.fromfile(config)),
+                                      cfg_options=cfg_options))
     tested = {name: _done(dirs[name]) for name, _, _ in MODELS}
     for name, result in tested.items():
         if result is not None:

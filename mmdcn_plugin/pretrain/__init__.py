@@ -4,6 +4,6 @@
 committed result that the quick-start configs load.
 """
 from .crops import object_crops
-from .pretrain import PRETRAIN_DEFAULTS, pretrain_backbone, sha256_of
+from .pretrain import PRETRAIN_DEFAULTS, pretrain_backbone, pretrained_digest, sha256_of
 
-__all__ = ['object_crops', 'pretrain_backbone', 'PRETRAIN_DEFAULTS', 'sha256_of']
+__all__ = ['object_crops', 'pretrain_backbone', 'pretrained_digest', 'PRETRAIN_DEFAULTS', 'sha256_of']

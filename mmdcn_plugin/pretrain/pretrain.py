@@ -21,7 +21,7 @@ import torch
 from .classify import ShapeClassifier, build_backbone, evaluate, to_input, train_classifier
 from .crops import object_crops
 
-__all__ = ['pretrain_backbone', 'PRETRAIN_DEFAULTS', 'sha256_of']
+__all__ = ['pretrain_backbone', 'pretrained_digest', 'PRETRAIN_DEFAULTS', 'sha256_of']
 
 #: The settings of the committed weights (``weights/README.md``).
 PRETRAIN_DEFAULTS = dict(num_train=24000, num_val=150, data_seed=1, deformation='moderate',
@@ -35,6 +35,22 @@ def sha256_of(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b''):
             h.update(block)
     return h.hexdigest()
+
+
+def pretrained_digest(cfg) -> str:
+    """12 hex digits of the SHA-256 of ``cfg``'s backbone ``init_cfg`` checkpoint; ``''``
+    when the backbone has none.
+
+    Raises:
+        ValueError: the checkpoint is named but missing.
+    """
+    init = (cfg.get('model', {}).get('backbone', {}) or {}).get('init_cfg') or {}
+    path = init.get('checkpoint') if isinstance(init, dict) else None
+    if not path:
+        return ''
+    if not osp.isfile(path):
+        raise ValueError(f'model.backbone.init_cfg.checkpoint: expected a file, got {path!r}')
+    return sha256_of(path)[:12]
 
 
 def _image_size(cfg) -> int:

@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
+from ..pretrain import pretrained_digest
 from .constants import AUGMENTATION, BASE_CONFIG, DATA_SEED, DEFORMATION, QUICK, TOOLS
 
 
@@ -100,23 +101,6 @@ def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
     return Recipe(by_epoch, 1 if by_epoch else iters, 1 if by_epoch else iters,
                   QUICK['num_train'], QUICK['num_val'], recipe.image_size,
                   QUICK['num_train'] // iters, recipe.pretrained, quick=True)
-
-
-def pretrained_digest(cfg) -> str:
-    """12 hex digits of the SHA-256 of ``cfg``'s backbone ``init_cfg`` checkpoint; ``''``
-    when the backbone has none.
-
-    Raises:
-        ValueError: the checkpoint is named but missing.
-    """
-    from ..pretrain import sha256_of
-    init = (cfg.get('model', {}).get('backbone', {}) or {}).get('init_cfg') or {}
-    path = init.get('checkpoint') if isinstance(init, dict) else None
-    if not path:
-        return ''
-    if not osp.isfile(path):
-        raise ValueError(f'model.backbone.init_cfg.checkpoint: expected a file, got {path!r}')
-    return sha256_of(path)[:12]
 
 
 def _plain(value):
