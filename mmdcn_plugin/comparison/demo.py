@@ -101,16 +101,9 @@ def run_chains(chains: Sequence[Tuple[str, Sequence]], threads: Optional[int] = 
     return outputs
 
 
-def run_tools(jobs: Sequence[Tuple[str, Sequence[str]]], threads: Optional[int] = None
-              ) -> List[str]:
-    """Run ``python ARGS`` of every ``(label, ARGS)`` job at once (:func:`run_chains` of
-    one command each); each one's whole output."""
-    return [out[0] for out in run_chains([(label, [args]) for label, args in jobs], threads)]
-
-
 def run_tool(args: Sequence[str], threads: Optional[int] = None) -> str:
-    """Run one ``python ARGS`` (see :func:`run_tools`); return its whole output."""
-    return run_tools([('', args)], threads)[0]
+    """Run one ``python ARGS`` (see :func:`run_chains`); return its whole output."""
+    return run_chains([('', [args])], threads)[0][0]
 
 
 def _split_shape(data_root: str, split: str):
