@@ -170,11 +170,14 @@ def test_paired_difference_by_seed():
 
 # ------------------------------------------------------------------ report of a partial grid
 def _fake_run(arm, variant, seed, level, recipe):
-    """A run whose rotate curve is ``level`` at 0 degrees falling linearly to 0 at 180."""
+    """A run whose rotate curve is ``level`` at 0 degrees falling linearly to 0 at 180; its
+    offsets put 0.6 of the points on the object upright, 0.51 + 0.01 * seed rotated (the
+    grid: 0.5)."""
     rows = [dict(value=v, bbox_mAP=level * (1 - v / 180), mAP50=level, mAP75=level / 2,
                  bbox_mAP_s=0, bbox_mAP_m=0, n_instances=10) for v in (0, 90, 180)]
     on_object = None if variant == 'baseline' or arm == 'b' else [
-        dict(value=v, stage=s, instances=3, points=27, deformable=0.6, regular=0.5)
+        dict(value=v, stage=s, instances=3, points=27, regular=0.5,
+             deformable=0.6 if v == 0 else 0.51 + 0.01 * seed)
         for v in (0, 90, 180) for s in study.STAGES]
     return dict(arm=arm, variant=variant, seed=seed, recipe=recipe.as_dict(),
                 final=dict(bbox_mAP=level), sweeps=dict(rotate=rows), on_object=on_object,
@@ -199,6 +202,19 @@ def test_report_of_a_partial_grid(tmp_path):
     # areas 0.25, 0.35 against 0.20, 0.25: differences 0.05 and 0.10
     assert pair['seeds'] == [0, 1] and pair['mean'] == pytest.approx(0.075)
     assert 'vs_baseline' not in areas[('b', 'dcnv2')]   # no arm (b) baseline yet
+    final = {(e['arm'], e['variant']): e for e in summary['untransformed']}
+    # final mAP 0.5, 0.7 against 0.4, 0.5: differences 0.1, 0.2; t(0.975, 1) = 12.7062
+    d = final[('a', 'dcnv2')]['vs_baseline']
+    assert d['seeds'] == [0, 1] and d['mean'] == pytest.approx(0.15)
+    assert d['ci_high'] == pytest.approx(0.15 + 12.7062 * 0.0707107 / 2 ** 0.5, abs=1e-4)
+    assert 'vs_baseline' not in final[('a', 'baseline')]
+    gaps = {(g['variant'], g['stage']): g for g in summary['on_object_gap']}
+    assert set(gaps) == {('dcnv2', s) for s in study.STAGES}   # no baseline, no arm (b)
+    g = gaps[('dcnv2', 'c4')]
+    assert g['upright']['mean'] == pytest.approx(0.1) and g['upright']['n'] == 3
+    # rotated gaps per seed 0.01, 0.02, 0.03: mean 0.02, s = 0.01, t(0.975, 2) = 4.302653
+    assert g['rotated']['mean'] == pytest.approx(0.02)
+    assert g['rotated']['ci_low'] == pytest.approx(0.02 - 4.302653 * 0.01 / 3 ** 0.5)
     assert areas[('b', 'dcnv2')]['area']['ci_low'] is None
     keys = ('params', 'flops', 'offset_params', 'offset_flops', 'sampling_flops')
     (tmp_path / 'complexity.json').write_text(json.dumps(
@@ -207,6 +223,8 @@ def test_report_of_a_partial_grid(tmp_path):
     assert 'Runs finished: 6 of 12' in report and 'Partial grid: 6 runs' in report
     assert '| (a) | rotate | DCNv2, ConvOffsetHead | 3 | 0.350 ± 0.100 |' in report
     assert '| +0.075 |' in report
+    assert '| (a) | DCNv2, ConvOffsetHead | 3 | 0.700 ± 0.200 | [0.203, 1.197] | +0.150 |' in report
+    assert '| DCNv2, ConvOffsetHead | c5 | 3 | +0.100 ± 0.000 |' in report
     assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
     docs = tmp_path / 'docs'
     assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

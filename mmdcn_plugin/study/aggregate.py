@@ -32,6 +32,21 @@ def run_areas(result: dict) -> Dict[str, float]:
     return out
 
 
+def on_object_gaps(result: dict, stage: str):
+    """One run's (upright, rotated) gaps at ``stage``: the learned-offset fraction on the
+    object minus the regular grid's, at 0 degrees and averaged over the other rotations
+    (None for either part the run lacks; None if the run has no row for ``stage``).
+
+    A positive rotated gap means the offsets still land on the object as it turns.
+    """
+    rows = [row for row in result.get('on_object') or [] if row['stage'] == stage]
+    if not rows:
+        return None
+    gap = {row['value']: row['deformable'] - row['regular'] for row in rows}
+    turned = [g for v, g in gap.items() if v % 360 != 0]
+    return gap.get(0), (statistics.mean(turned) if turned else None)
+
+
 def _by_cell(results: Sequence[dict]) -> Dict[tuple, List[dict]]:
     cells = {}
     for r in results:
@@ -43,26 +58,34 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
     """The study's summary numbers.
 
     Returns:
-        dict: ``untransformed`` (per arm and variant: the final validation's bbox mAP),
+        dict: ``untransformed`` (per arm and variant: the final validation's bbox mAP,
+        and for a DCN variant ``vs_baseline``, its difference paired by training seed),
         ``curves`` (per arm, variant, transform and value: bbox mAP, mAP50 and mAP75
         over seeds), ``areas`` (per arm, variant and transform: the curve area, and for
         a DCN variant ``vs_baseline``, its difference from the baseline paired by
         training seed), ``on_object`` (per variant, stage and rotation: the deformable
-        and regular-grid fractions) and ``cost`` (per variant: s/iter, wall time,
+        and regular-grid fractions), ``on_object_gap`` (per variant and stage: learned
+        minus grid fraction, per seed, upright and averaged over the rotated values; see
+        :func:`on_object_gaps`) and ``cost`` (per variant: s/iter, wall time,
         peak RSS; medians over its runs).  Each statistic is
         :func:`~.stats.summarize`'s dict.
     """
     cells = _by_cell(results)
-    out = dict(untransformed=[], curves=[], areas=[], on_object=[], cost=[])
+    out = dict(untransformed=[], curves=[], areas=[], on_object=[], on_object_gap=[], cost=[])
     areas = {key: {r['seed']: run_areas(r) for r in rs} for key, rs in cells.items()}
     for arm in arms:
         for variant in variants:
             rs = cells.get((arm, variant), [])
             if not rs:
                 continue
-            out['untransformed'].append(dict(
-                arm=arm, variant=variant, seeds=sorted(r['seed'] for r in rs),
-                bbox_mAP=summarize([r['final']['bbox_mAP'] for r in rs])))
+            final = {r['seed']: r['final']['bbox_mAP'] for r in rs}
+            entry = dict(arm=arm, variant=variant, seeds=sorted(final),
+                         bbox_mAP=summarize(list(final.values())))
+            base = cells.get((arm, 'baseline'))
+            if variant != 'baseline' and base:
+                entry['vs_baseline'] = paired_difference(
+                    final, {r['seed']: r['final']['bbox_mAP'] for r in base})
+            out['untransformed'].append(entry)
             for transform in rs[0]['sweeps']:
                 for i, row in enumerate(sorted(rs[0]['sweeps'][transform],
                                                key=lambda r: r['value'])):
@@ -92,6 +115,13 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
                         variant=variant, stage=stage, value=value,
                         deformable=summarize([row['deformable'] for row in rows]),
                         regular=summarize([row['regular'] for row in rows])))
+        for stage in STAGES:
+            gaps = [g for g in (on_object_gaps(r, stage) for r in rs) if g is not None]
+            if gaps:
+                out['on_object_gap'].append(dict(
+                    variant=variant, stage=stage,
+                    upright=summarize([g[0] for g in gaps]),
+                    rotated=summarize([g[1] for g in gaps])))
     for variant in variants:
         rs = [r for r in results if r['variant'] == variant]
         if rs:

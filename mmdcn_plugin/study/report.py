@@ -4,7 +4,7 @@ import datetime
 import json
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .aggregate import aggregate, check_same_recipe
 from .complexity import complexity
@@ -53,13 +53,24 @@ def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> 
     return lines
 
 
+def _delta(d: Optional[dict]) -> Tuple[str, str, str]:
+    """A paired difference's cells: signed mean, 95% interval, number of pairs."""
+    if d is None:
+        return '—', '—', '—'
+    return ('n/a' if d['mean'] is None else f'{d["mean"]:+.3f}',
+            fmt_ci(d['ci_low'], d['ci_high']), str(d['n']))
+
+
 def _untransformed(summary: dict) -> List[str]:
     lines = ['', '## bbox mAP on the untransformed val split (final validation)', '',
-             '| arm | variant | n | bbox mAP | 95% CI |', '|---|---|---|---|---|']
+             'Δ: the variant minus the baseline, paired by training seed (see the areas).', '',
+             '| arm | variant | n | bbox mAP | 95% CI | Δ vs baseline | Δ 95% CI | pairs |',
+             '|---|---|---|---|---|---|---|---|']
     for e in summary['untransformed']:
         s = e['bbox_mAP']
         lines.append(f'| ({e["arm"]}) | {variant_label(e["variant"])} | {s["n"]} | '
-                     f'{fmt(s["mean"], s["std"])} | {fmt_ci(s["ci_low"], s["ci_high"])} |')
+                     f'{fmt(s["mean"], s["std"])} | {fmt_ci(s["ci_low"], s["ci_high"])} | '
+                     + ' | '.join(_delta(e.get('vs_baseline'))) + ' |')
     return lines
 
 
@@ -96,10 +107,7 @@ def _areas(summary: dict) -> List[str]:
              '| arm | transform | variant | n | area | 95% CI | Δ vs baseline | Δ 95% CI |'
              ' pairs |', '|---|---|---|---|---|---|---|---|---|']
     for e in sorted(summary['areas'], key=lambda e: (e['arm'], e['transform'])):
-        a, d = e['area'], e.get('vs_baseline')
-        delta = ('—', '—', '—') if d is None else (
-            fmt(d['mean'], None) if d['mean'] is None else f'{d["mean"]:+.3f}',
-            fmt_ci(d['ci_low'], d['ci_high']), str(d['n']))
+        a, delta = e['area'], _delta(e.get('vs_baseline'))
         lines.append(f'| ({e["arm"]}) | {e["transform"]} | {variant_label(e["variant"])} | '
                      f'{a["n"]} | {fmt(a["mean"], a["std"])} | {fmt_ci(a["ci_low"], a["ci_high"])}'
                      f' | {delta[0]} | {delta[1]} | {delta[2]} |')
@@ -129,7 +137,25 @@ def _on_object(summary: dict, images: int) -> List[str]:
         lines.append(f'| {variant_label(variant)} | {stage} | {n} | ' + ' | '.join(
             f'{cells[v]["deformable"]["mean"]:.3f} / {cells[v]["regular"]["mean"]:.3f}'
             if v in cells else 'n/a' for v in values) + ' |')
+    lines += ['', 'Learned minus grid, **paired by run** (the same model, offsets on and '
+              'zeroed): upright (0°) and averaged over the rotated values; mean ± std over '
+              'seeds and the 95% t interval. Above 0: the offsets move sampling points onto '
+              'the object; above 0 when rotated: they still do as the object turns.', '',
+              '| variant | stage | n | upright gap | 95% CI | rotated gap | 95% CI |',
+              '|---|---|---|---|---|---|---|']
+    for g in summary['on_object_gap']:
+        up, rot = g['upright'], g['rotated']
+        lines.append(f'| {variant_label(g["variant"])} | {g["stage"]} | {up["n"]} | '
+                     f'{_signed(up)} | {fmt_ci(up["ci_low"], up["ci_high"])} | '
+                     f'{_signed(rot)} | {fmt_ci(rot["ci_low"], rot["ci_high"])} |')
     return lines
+
+
+def _signed(s: dict) -> str:
+    """``'+0.031 ± 0.004'`` (n/a without a mean)."""
+    if s['mean'] is None:
+        return 'n/a'
+    return f'{s["mean"]:+.3f}' + ('' if s['std'] is None else f' ± {s["std"]:.3f}')
 
 
 def _cost(setup: StudySetup, results: List[dict], summary: dict, costs: dict) -> List[str]:
