@@ -228,6 +228,10 @@ def test_report_of_a_partial_grid(tmp_path):
     assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
     docs = tmp_path / 'docs'
     assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (docs / 'on_object_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    rot = {r['value']: r['gap'] for r in summary['on_object']
+           if (r['variant'], r['stage']) == ('dcnv2', 'c3')}
+    assert rot[0]['mean'] == pytest.approx(0.1) and rot[90]['mean'] == pytest.approx(0.02)
     assert (docs / 'results.csv').read_text().splitlines()[0].startswith('arm,variant,transform')
     assert json.loads((docs / 'summary.json').read_text())['runs_finished'] == 6
     results[-1]['recipe'] = dict(results[-1]['recipe'], length=99)

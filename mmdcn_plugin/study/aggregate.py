@@ -64,9 +64,9 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
         over seeds), ``areas`` (per arm, variant and transform: the curve area, and for
         a DCN variant ``vs_baseline``, its difference from the baseline paired by
         training seed), ``on_object`` (per variant, stage and rotation: the deformable
-        and regular-grid fractions), ``on_object_gap`` (per variant and stage: learned
-        minus grid fraction, per seed, upright and averaged over the rotated values; see
-        :func:`on_object_gaps`) and ``cost`` (per variant: s/iter, wall time,
+        and regular-grid fractions and their per-run ``gap``), ``on_object_gap`` (per
+        variant and stage: learned minus grid fraction, per seed, upright and averaged
+        over the rotated values; see :func:`on_object_gaps`) and ``cost`` (per variant: s/iter, wall time,
         peak RSS; medians over its runs).  Each statistic is
         :func:`~.stats.summarize`'s dict.
     """
@@ -114,7 +114,8 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
                     out['on_object'].append(dict(
                         variant=variant, stage=stage, value=value,
                         deformable=summarize([row['deformable'] for row in rows]),
-                        regular=summarize([row['regular'] for row in rows])))
+                        regular=summarize([row['regular'] for row in rows]),
+                        gap=summarize([row['deformable'] - row['regular'] for row in rows])))
         for stage in STAGES:
             gaps = [g for g in (on_object_gaps(r, stage) for r in rs) if g is not None]
             if gaps:

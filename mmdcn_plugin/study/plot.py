@@ -51,3 +51,40 @@ def plot_curves(curves: Sequence[dict], transform: str, title: str = ''):
                  fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_on_object(on_object: Sequence[dict], stages: Sequence[str]):
+    """Learned minus grid on-object fraction against rotation: one panel per stage, one
+    line per DCN variant with a mean ± std band over seeds, and the zero line (the grid).
+
+    Args:
+        on_object: :func:`~.aggregate.aggregate`'s ``on_object`` entries.
+    """
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(10, 3.4), dpi=110)
+    axes = fig.subplots(1, len(stages), sharey=True)
+    for ax, stage in zip(axes, stages):
+        rows = [r for r in on_object if r['stage'] == stage]
+        for variant in dict.fromkeys(r['variant'] for r in rows):
+            mine = sorted((r for r in rows if r['variant'] == variant), key=lambda r: r['value'])
+            xs = [r['value'] for r in mine]
+            ms = [r['gap']['mean'] for r in mine]
+            n = min(r['gap']['n'] for r in mine)
+            line, = ax.plot(xs, ms, marker='o', markersize=3,
+                            label=f'{variant_label(variant)}, n={n}')
+            if n > 1:
+                sds = [r['gap']['std'] for r in mine]
+                ax.fill_between(xs, [m - s for m, s in zip(ms, sds)],
+                                [m + s for m, s in zip(ms, sds)], color=line.get_color(),
+                                alpha=0.15, linewidth=0)
+        ax.axhline(0, color='black', linewidth=0.8)
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel('rotation of the val split (degrees)')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('on-object fraction:\nlearned minus grid')
+    axes[-1].legend(fontsize=7)
+    fig.suptitle('Do the offsets land on the object as it turns? Arm (a), mean ± std over '
+                 'seeds; above 0: more sampling points on the instance than the grid',
+                 fontsize=8)
+    fig.tight_layout()
+    return fig

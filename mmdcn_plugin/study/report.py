@@ -8,9 +8,10 @@ from typing import List, Optional, Tuple
 
 from .aggregate import aggregate, check_same_recipe
 from .complexity import complexity
-from .constants import ARMS, AUGMENTATION, DEFORMATION, REPO_ROOT, BASE_CONFIG, variant_label
+from .constants import (ARMS, AUGMENTATION, BASE_CONFIG, DEFORMATION, REPO_ROOT, STAGES,
+                        variant_label)
 from .grid import StudySetup
-from .plot import plot_curves
+from .plot import plot_curves, plot_on_object
 from .stats import fmt, fmt_ci
 
 CSV_KEYS = ('arm', 'variant', 'transform', 'value', 'n', 'mean', 'std', 'ci_low', 'ci_high',
@@ -137,7 +138,8 @@ def _on_object(summary: dict, images: int) -> List[str]:
         lines.append(f'| {variant_label(variant)} | {stage} | {n} | ' + ' | '.join(
             f'{cells[v]["deformable"]["mean"]:.3f} / {cells[v]["regular"]["mean"]:.3f}'
             if v in cells else 'n/a' for v in values) + ' |')
-    lines += ['', 'Learned minus grid, **paired by run** (the same model, offsets on and '
+    lines += ['', '![learned minus grid against rotation](on_object_rotate.png)', '',
+              'Learned minus grid, **paired by run** (the same model, offsets on and '
               'zeroed): upright (0°) and averaged over the rotated values; mean ± std over '
               'seeds and the 95% t interval. Above 0: the offsets move sampling points onto '
               'the object; above 0 when rotated: they still do as the object turns.', '',
@@ -188,7 +190,8 @@ def _cost(setup: StudySetup, results: List[dict], summary: dict, costs: dict) ->
 def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = None,
                  machine: Optional[str] = None) -> str:
     """Write ``results.md``, ``results.csv``, ``summary.json`` and
-    ``robustness_<transform>.png`` into ``setup.docs_dir``; return ``results.md``'s path.
+    ``robustness_<transform>.png`` (and ``on_object_rotate.png`` once a DCN run of arm (a)
+    is finished) into ``setup.docs_dir``; return ``results.md``'s path.
 
     Raises:
         ValueError: no results, or runs of different recipes or sweeps.
@@ -227,4 +230,7 @@ def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = N
     for transform in setup.sweeps:
         plot_curves(summary['curves'], transform).savefig(
             osp.join(setup.docs_dir, f'robustness_{transform}.png'))
+    if summary['on_object']:
+        plot_on_object(summary['on_object'], STAGES).savefig(
+            osp.join(setup.docs_dir, 'on_object_rotate.png'))
     return report
