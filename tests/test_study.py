@@ -168,6 +168,31 @@ def test_paired_difference_by_seed():
     assert d['ci_high'] == pytest.approx(0.1 + 0.124207, abs=1e-5)
 
 
+# ------------------------------------------------------------------ what a run's logs say
+def test_offset_stats_records_are_not_validations(tmp_path):
+    # OffsetStatsHook's records carry only offset_stats/... and a step: once they were
+    # read as validations that detected nothing (zeros at steps 50, 100, ... of the curve).
+    from mmdcn_plugin.study.records import read_offset_stats, read_scalars, val_curve
+    vis = tmp_path / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    recs = [{'loss': 1.0, 'lr': 1e-3, 'time': 0.5, 'step': 10},
+            {'offset_stats/backbone.layer4.0.conv2/mean_px': 0.1,
+             'offset_stats/backbone.layer4.0.conv2/max_px': 2.0, 'step': 50},
+            {'coco/bbox_mAP': 0.3, 'time': 0.2, 'step': 1},
+            {'offset_stats/backbone.layer4.0.conv2/mean_px': 0.25,
+             'offset_stats/backbone.layer4.0.conv2/max_px': 3.0,
+             'offset_stats/backbone.layer4.0.conv2/mask_mean': 0.5, 'step': 100},
+            {'time': 0.2, 'step': 2}]        # a validation with no detections at all
+    (vis / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
+    train, val = read_scalars(str(tmp_path))
+    assert len(train) == 1 and [r['step'] for r in val] == [1, 2]
+    assert val_curve(val) == [[1, 0.3], [2, 0.0]]
+    assert read_offset_stats(str(tmp_path)) == dict(step=100, layers={
+        'backbone.layer4.0.conv2': dict(mean_px=0.25, max_px=3.0, mask_mean=0.5)})
+    (vis / 'scalars.json').write_text(json.dumps(recs[0]) + '\n')
+    assert read_offset_stats(str(tmp_path)) is None
+
+
 # ------------------------------------------------------------------ report of a partial grid
 def _fake_run(arm, variant, seed, level, recipe):
     """A run whose rotate curve is ``level`` at 0 degrees falling linearly to 0 at 180; its
@@ -179,8 +204,13 @@ def _fake_run(arm, variant, seed, level, recipe):
         dict(value=v, stage=s, instances=3, points=27, regular=0.5,
              deformable=0.6 if v == 0 else 0.51 + 0.01 * seed)
         for v in (0, 90, 180) for s in study.STAGES]
+    offsets = None if variant == 'baseline' else dict(step=700, layers={
+        f'backbone.layer{i}.{j}.conv2': dict(mean_px=0.1 * i + 0.01 * seed, max_px=float(j),
+                                             outside_frac=0.05, mask_mean=0.5)
+        for i in (2, 3, 4) for j in (0, 1)})
     return dict(arm=arm, variant=variant, seed=seed, recipe=recipe.as_dict(),
                 final=dict(bbox_mAP=level), sweeps=dict(rotate=rows), on_object=on_object,
+                offsets=offsets,
                 machine='test machine', jobs=1, threads=1, sec_per_iter=0.5, train_wall_s=10.0, wall_s=12.0,
                 peak_rss_mb=500.0)
 
@@ -225,6 +255,10 @@ def test_report_of_a_partial_grid(tmp_path):
     assert '| +0.075 |' in report
     assert '| (a) | DCNv2, ConvOffsetHead | 3 | 0.700 ± 0.200 | [0.203, 1.197] | +0.150 |' in report
     assert '| DCNv2, ConvOffsetHead | c5 | 3 | +0.100 ± 0.000 |' in report
+    # c5 = layer4: mean |offset| 0.4 + 0.01 * seed over seeds 0, 1, 2; max over its layers 1
+    assert '| (a) | DCNv2, ConvOffsetHead | c5 | 3 | 0.410 ± 0.010 | 1.00 ± 0.00 | 0.050 | 0.500 |' \
+        in report
+    assert not any(e['variant'] == 'baseline' for e in summary['offsets'])
     assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
     docs = tmp_path / 'docs'
     assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -24,8 +24,10 @@ it) and is never redone; an interrupted run continues from its checkpoint in
 ``sec_per_iter``, ``peak_rss_mb``, ``train_wall_s``, ``eval_wall_s``, ``wall_s``,
 ``checkpoint``, ``val_curve`` ([step, bbox_mAP] pairs), ``final`` (the last validation's
 metrics), ``sweeps`` (transform -> rows of value, bbox_mAP, mAP50, mAP75, bbox_mAP_s,
-bbox_mAP_m, n_instances) and ``on_object`` (rows of value, stage, instances, points,
-deformable, regular; null for the baseline and arm (b)).
+bbox_mAP_m, n_instances), ``on_object`` (rows of value, stage, instances, points,
+deformable, regular; null for the baseline and arm (b)) and ``offsets`` (the last
+``OffsetStatsHook`` record: step, and per layer mean_px, max_px, outside_frac, mask_mean;
+null for the baseline).
 
 Report (``DOCS_DIR``): ``results.md``, ``results.csv`` (one row per arm, variant,
 transform and value), ``summary.json`` and ``robustness_<transform>.png``.  The work

@@ -4,8 +4,9 @@ seconds per iteration, and whether it converged.
 Everything here reads MMEngine's ``vis_data/scalars.json`` of every session of a work
 dir (a resumed run has several), through :func:`mmdcn_plugin.study.grid.read_scalars`.
 """
-import statistics
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
+
+from ..study.records import seconds_per_iter  # one rule for the demo and the study
 
 __all__ = ['val_curve', 'seconds_per_iter', 'convergence', 'CONVERGED_GAIN']
 
@@ -18,14 +19,6 @@ def val_curve(val_records: Sequence[dict], key: str = 'coco/bbox_mAP') -> List[t
     """``[(step, value), ...]`` of the validation records holding ``key``, by step."""
     points = {int(r['step']): float(r[key]) for r in val_records if key in r}
     return sorted(points.items())
-
-
-def seconds_per_iter(train_records: Sequence[dict], skip: int = 2) -> Optional[float]:
-    """Median of the logged ``time`` (seconds per iteration, data time included),
-    leaving out the first ``skip`` records (warm-up, worker start)."""
-    times = [float(r['time']) for r in train_records if 'time' in r]
-    times = times[skip:] if len(times) > skip else times
-    return statistics.median(times) if times else None
 
 
 def convergence(curve: Sequence[tuple], max_step: int,

@@ -47,6 +47,40 @@ def on_object_gaps(result: dict, stage: str):
     return gap.get(0), (statistics.mean(turned) if turned else None)
 
 
+def offset_magnitudes(results: Sequence[dict], arms: Sequence[str],
+                      variants: Sequence[str]) -> List[dict]:
+    """How far the trained offsets move, per arm, variant and stage, over seeds.
+
+    From each run's last ``OffsetStatsHook`` record (``offsets``; runs without one are
+    skipped): ``mean_px`` is the mean of its layers' mean |offset| (px of the layer's
+    input map), ``max_px`` the largest of its layers' maxima, ``outside_frac`` and
+    ``mask_mean`` (DCNv2) the means over its layers; each summarized over seeds.
+    """
+    from ..robustness.on_object import stage_of
+    out = []
+    for arm in arms:
+        for variant in variants:
+            per_stage = {}
+            for r in results:
+                if (r['arm'], r['variant']) != (arm, variant) or not r.get('offsets'):
+                    continue
+                layers = r['offsets']['layers']
+                for stage in STAGES:
+                    stats = [v for k, v in layers.items() if stage_of(k) == stage]
+                    if stats:
+                        per_stage.setdefault(stage, []).append(dict(
+                            mean_px=statistics.mean(x['mean_px'] for x in stats),
+                            max_px=max(x['max_px'] for x in stats),
+                            outside_frac=statistics.mean(x['outside_frac'] for x in stats),
+                            mask_mean=(statistics.mean(x['mask_mean'] for x in stats)
+                                       if all('mask_mean' in x for x in stats) else None)))
+            for stage, rows in per_stage.items():
+                out.append(dict(arm=arm, variant=variant, stage=stage, **{
+                    key: summarize([row[key] for row in rows])
+                    for key in ('mean_px', 'max_px', 'outside_frac', 'mask_mean')}))
+    return out
+
+
 def _by_cell(results: Sequence[dict]) -> Dict[tuple, List[dict]]:
     cells = {}
     for r in results:
@@ -66,12 +100,14 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
         training seed), ``on_object`` (per variant, stage and rotation: the deformable
         and regular-grid fractions and their per-run ``gap``), ``on_object_gap`` (per
         variant and stage: learned minus grid fraction, per seed, upright and averaged
-        over the rotated values; see :func:`on_object_gaps`) and ``cost`` (per variant: s/iter, wall time,
+        over the rotated values; see :func:`on_object_gaps`), ``offsets`` (see
+        :func:`offset_magnitudes`) and ``cost`` (per variant: s/iter, wall time,
         peak RSS; medians over its runs).  Each statistic is
         :func:`~.stats.summarize`'s dict.
     """
     cells = _by_cell(results)
-    out = dict(untransformed=[], curves=[], areas=[], on_object=[], on_object_gap=[], cost=[])
+    out = dict(untransformed=[], curves=[], areas=[], on_object=[], on_object_gap=[],
+               offsets=offset_magnitudes(results, arms, variants), cost=[])
     areas = {key: {r['seed']: run_areas(r) for r in rs} for key, rs in cells.items()}
     for arm in arms:
         for variant in variants:

@@ -11,23 +11,58 @@ import statistics
 from typing import List, Optional, Sequence, Tuple
 
 
-def read_scalars(work_dir: str) -> Tuple[List[dict], List[dict]]:
-    """(training records, validation records) of every session of a run, oldest first."""
-    train, val = [], []
+OFFSET_PREFIX = 'offset_stats/'
+
+
+def _records(work_dir: str):
+    """Every record of every session of a run, oldest session first."""
     sessions = sorted(d for d in os.listdir(work_dir) if d[:1].isdigit()
                       and osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
     for d in sessions:
         with open(osp.join(work_dir, d, 'vis_data', 'scalars.json')) as f:
             for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                rec = json.loads(line)
-                if 'loss' in rec:
-                    train.append(rec)
-                elif 'lr' not in rec:   # a validation record
-                    val.append(rec)
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _is_offset_record(rec: dict) -> bool:
+    return any(k.startswith(OFFSET_PREFIX) for k in rec)
+
+
+def read_scalars(work_dir: str) -> Tuple[List[dict], List[dict]]:
+    """(training records, validation records) of every session of a run, oldest first.
+
+    A validation record is one without ``loss`` and ``lr``; the records of
+    :class:`~mmdcn_plugin.hooks.OffsetStatsHook` (``offset_stats/...`` keys and a step,
+    nothing else) are neither (see :func:`read_offset_stats`).
+    """
+    train, val = [], []
+    for rec in _records(work_dir):
+        if 'loss' in rec:
+            train.append(rec)
+        elif 'lr' not in rec and not _is_offset_record(rec):
+            val.append(rec)
     return train, val
+
+
+def read_offset_stats(work_dir: str) -> Optional[dict]:
+    """The last :class:`~mmdcn_plugin.hooks.OffsetStatsHook` record of a run:
+    ``{'step': iteration, 'layers': {layer: {stat: value}}}`` (stats: ``mean_px``,
+    ``max_px`` in px of the layer's input map, ``outside_frac``, DCNv2's ``mask_mean``);
+    None when the run logged none (a plain-conv run).
+    """
+    last = None
+    for rec in _records(work_dir):
+        if _is_offset_record(rec):
+            last = rec
+    if last is None:
+        return None
+    layers = {}
+    for key, value in last.items():
+        if key.startswith(OFFSET_PREFIX):
+            layer, stat = key[len(OFFSET_PREFIX):].rsplit('/', 1)
+            layers.setdefault(layer, {})[stat] = round(float(value), 5)
+    return dict(step=int(last.get('step', 0)), layers=layers)
 
 
 def val_curve(val_records: Sequence[dict], key: str = 'coco/bbox_mAP') -> List[list]:

@@ -160,6 +160,30 @@ def _signed(s: dict) -> str:
     return f'{s["mean"]:+.3f}' + ('' if s['std'] is None else f' ± {s["std"]:.3f}')
 
 
+def _offsets(summary: dict) -> List[str]:
+    rows = summary['offsets']
+    if not rows:
+        return []
+    lines = ['', '## How far the offsets move', '',
+             'From each run\'s last `OffsetStatsHook` record (the end of training): mean '
+             '|offset| over the stage\'s layers and the largest |offset| seen, in pixels of '
+             'the layer\'s input map (the 3x3 grid\'s spacing is 1 px); points off the '
+             'input map; DCNv2\'s mean mask as its offset head returns it (the sigmoid, '
+             'before `mask_scale`; 0.5 is the start). Mean ± std over seeds. For scale: turning a '
+             'grid point at distance 1 by θ takes an offset of 2·sin(θ/2) px: 0.52 at 30°, '
+             '1 at 60°, 1.41 at 90°, 2 at 180° (`docs/theory.md`, section 2).', '',
+             '| arm | variant | stage | n | mean \\|offset\\| (px) | max \\|offset\\| (px) | '
+             'off the map | mask |', '|---|---|---|---|---|---|---|---|']
+    for e in rows:
+        mask = e['mask_mean']
+        lines.append(f'| ({e["arm"]}) | {variant_label(e["variant"])} | {e["stage"]} | '
+                     f'{e["mean_px"]["n"]} | {fmt(e["mean_px"]["mean"], e["mean_px"]["std"])} |'
+                     f' {fmt(e["max_px"]["mean"], e["max_px"]["std"], digits=2)} | '
+                     f'{fmt(e["outside_frac"]["mean"])} | '
+                     f'{fmt(mask["mean"]) if mask["n"] else "—"} |')
+    return lines
+
+
 def _cost(setup: StudySetup, results: List[dict], summary: dict, costs: dict) -> List[str]:
     size = setup.recipe.image_size
     how = ', '.join(f'{j} run(s) at a time with {t} thread(s) each' for j, t in sorted(
@@ -209,7 +233,8 @@ def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = N
     machine = machine or results[-1]['machine'] or machine_line()
     lines = _header(setup, results, date, machine) + _untransformed(summary)
     lines += _curves(setup, summary) + _areas(summary)
-    lines += _on_object(summary, setup.on_object_images) + _cost(setup, results, summary, costs)
+    lines += _on_object(summary, setup.on_object_images) + _offsets(summary)
+    lines += _cost(setup, results, summary, costs)
     os.makedirs(setup.docs_dir, exist_ok=True)
     report = osp.join(setup.docs_dir, 'results.md')
     with open(report, 'w') as f:

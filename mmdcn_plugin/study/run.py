@@ -15,7 +15,8 @@ import time
 from typing import List, Optional, Tuple
 
 from .constants import BASE_CONFIG, METRICS, REPO_ROOT, TOOLS, variant_config
-from .records import final_metrics, read_scalars, seconds_per_iter, val_curve
+from .records import (final_metrics, read_offset_stats, read_scalars, seconds_per_iter,
+                      val_curve)
 
 SCHEMA = 1
 
@@ -66,11 +67,12 @@ def tail(log_file: str, lines: int = 25) -> str:
 
 def run_record(run, setup, config_text: str, overrides: dict, train: List[dict],
                val: List[dict], checkpoint: str, evaluation: dict, walls: dict,
-               peak_rss_mb: float) -> dict:
+               peak_rss_mb: float, offsets: Optional[dict] = None) -> dict:
     """The JSON of a finished run; ``tools/study.py``'s docstring lists its keys.
 
     ``train_wall_s`` is the last training session's (a resumed run's earlier sessions
-    are not counted); ``sec_per_iter`` is over all its sessions.
+    are not counted); ``sec_per_iter`` is over all its sessions; ``offsets`` is
+    :func:`~.records.read_offset_stats`'s (None for the baseline).
     """
     from ..utils import machine_line
     recipe = setup.recipe
@@ -91,7 +93,7 @@ def run_record(run, setup, config_text: str, overrides: dict, train: List[dict],
         wall_s=round(walls['train'] + walls['eval'], 1),
         checkpoint=osp.basename(checkpoint),
         val_curve=val_curve(val), final=final_metrics(val, METRICS),
-        sweeps=evaluation['sweeps'], on_object=evaluation['on_object'])
+        sweeps=evaluation['sweeps'], on_object=evaluation['on_object'], offsets=offsets)
 
 
 def run_one(run, setup, data_root: str, cache_dir: str, children: set,
@@ -131,7 +133,8 @@ def run_one(run, setup, data_root: str, cache_dir: str, children: set,
     with open(eval_file) as f:
         evaluation = json.load(f)
     record = run_record(run, setup, text, overrides, train, val, checkpoint, evaluation,
-                        dict(train=train_wall, eval=eval_wall), max(rss, eval_rss))
+                        dict(train=train_wall, eval=eval_wall), max(rss, eval_rss),
+                        read_offset_stats(run.work_dir))
     os.makedirs(osp.dirname(run.result_file), exist_ok=True)
     with open(run.result_file + '.tmp', 'w') as f:
         json.dump(record, f, indent=1)
