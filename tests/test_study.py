@@ -350,3 +350,35 @@ def test_quick_study_end_to_end(tmp_path):
     assert summary['complexity']['dcnv2']['offset_params'] > 0
     assert all('vs_baseline' in e for e in summary['areas'] if e['variant'] == 'dcnv2')
     assert 'Δ vs baseline' in report
+
+
+def test_run_overrides_load_configs_one_thread_at_a_time(monkeypatch):
+    # MMEngine's Config.fromfile raced in two arm (b) runs started at once (--jobs 2).
+    import threading
+    import time
+    from mmengine.config import Config
+    from mmdcn_plugin.study import recipe as recipe_mod
+    inside, most, real = [0], [0], Config.fromfile
+    guard = threading.Lock()
+
+    def counting(path, *args, **kwargs):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        try:
+            return real(path, *args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(Config, 'fromfile', staticmethod(counting))
+    recipe = read_recipe(quick=True)
+    out = []
+    threads = [threading.Thread(target=lambda s=s: out.append(
+        recipe_mod.run_overrides(recipe, '/data', s, 'b'))) for s in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 2 and most[0] == 1

@@ -181,7 +181,11 @@ def _run_all(todo: Sequence[Run], setup: StudySetup, root: str, cache_dir: str) 
         if stop.is_set():
             return
         log(f'training {run.name}')
-        result = run_one(run, setup, root, cache_dir, stop.children, log)
+        try:
+            result = run_one(run, setup, root, cache_dir, stop.children, log)
+        except Exception as e:   # one run's failure must not take the other runs down
+            log(f'FAILED {run.name}: {type(e).__name__}: {e}')
+            result = None
         if stop.is_set():
             return
         with lock:

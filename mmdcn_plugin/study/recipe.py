@@ -14,6 +14,7 @@ import os.path as osp
 import pprint
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -132,10 +133,21 @@ def augmented_pipeline(pipeline: List[dict], augmentation: Optional[dict] = None
     return pipeline
 
 
+#: MMEngine's ``Config.fromfile`` is not thread-safe: two runs of arm (b) starting at once
+#: (``--jobs 2`` runs them in threads) raced in its ``pkg_resources`` lookup and one died
+#: with "TypeError: Expected str, Requirement, or Distribution".
+_CONFIG_LOCK = threading.Lock()
+
+
+def _load_config(path: str):
+    from mmengine.config import Config
+    with _CONFIG_LOCK:
+        return Config.fromfile(path)
+
+
 def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
                   config: str = BASE_CONFIG) -> dict:
     """What a run's config changes in its variant's config (nested, as a config file)."""
-    from mmengine.config import Config
     root = data_root.rstrip('/') + '/'
     out = dict(randomness=dict(seed=seed),
                default_hooks=dict(checkpoint=dict(max_keep_ckpts=1)))
@@ -145,7 +157,7 @@ def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
     for split in ('val', 'test'):
         out[f'{split}_evaluator'] = dict(ann_file=root + 'annotations/val.json')
     if arm == 'b':
-        pipeline = Config.fromfile(config).train_dataloader.dataset.pipeline
+        pipeline = _load_config(config).train_dataloader.dataset.pipeline
         out['train_dataloader']['dataset']['pipeline'] = augmented_pipeline(pipeline)
     elif arm != 'a':
         raise ValueError(f"arm: expected 'a' or 'b', got {arm!r}")
@@ -159,8 +171,7 @@ def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
 def run_config(recipe: Recipe, data_root: str, arm: str = 'a', seed: int = 0,
                config: str = BASE_CONFIG):
     """``config`` loaded with a run's overrides (a Config; what the run config file holds)."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
+    cfg = _load_config(config)
     cfg.merge_from_dict(run_overrides(recipe, data_root, seed, arm, config))
     return cfg
 
