@@ -12,9 +12,10 @@ import pytest
 
 from helpers import load_tool
 from mmdcn_plugin import study
-from mmdcn_plugin.study import (BASE_CONFIG, Recipe, StudySetup, aggregate, build_report,
-                                curve_area, paired_difference, read_recipe, run_overrides,
-                                t_interval, write_run_config)
+from mmdcn_plugin.study import (BASE_CONFIG, Recipe, StudySetup, aggregate,
+                                augmentation_effects, build_report, curve_area,
+                                paired_difference, read_recipe, run_overrides, t_interval,
+                                welch_difference, write_run_config)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -168,6 +169,40 @@ def test_paired_difference_by_seed():
     assert d['ci_high'] == pytest.approx(0.1 + 0.124207, abs=1e-5)
 
 
+def test_welch_difference_matches_scipys_unequal_variance_t_test():
+    from scipy import stats
+    a, b = [0.61, 0.55, 0.58, 0.66], [0.50, 0.52, 0.41]
+    d = welch_difference(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (d['n_a'], d['n_b']) == (4, 3)
+    assert d['mean'] == pytest.approx(sum(a) / 4 - sum(b) / 3)
+    assert (d['ci_low'], d['ci_high']) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    # one value on a side: a difference, no interval; an empty side: nothing
+    one = welch_difference([0.3], b)
+    assert one['mean'] == pytest.approx(0.3 - sum(b) / 3) and one['ci_low'] is None
+    assert welch_difference([], b)['mean'] is None
+
+
+def test_augmentation_effects_compare_arms_and_the_gap_to_the_baseline():
+    per_seed = {('a', 'baseline'): {0: {'m': 0.4}, 1: {'m': 0.5}},
+                ('a', 'dcnv2'): {0: {'m': 0.5}, 1: {'m': 0.7}},
+                ('b', 'baseline'): {0: {'m': 0.6}, 1: {'m': 0.6}},
+                ('b', 'dcnv2'): {0: {'m': 0.6}, 1: {'m': 0.65}},
+                ('a', 'dcnv1'): {0: {'m': 0.5}}}
+    out = {e['variant']: e for e in augmentation_effects(per_seed, ('baseline', 'dcnv1', 'dcnv2'))}
+    assert set(out) == {'baseline', 'dcnv2'}          # dcnv1 has no arm (b) run
+    base = out['baseline']
+    assert 'gap_change' not in base and base['measure'] == 'm'
+    # 0.6 - 0.45; arm (b) has no spread, so the df is arm (a)'s: 1, t = 12.7062, se 0.05
+    assert base['b_minus_a']['mean'] == pytest.approx(0.15)
+    assert base['b_minus_a']['df'] == pytest.approx(1.0)
+    assert base['b_minus_a']['ci_high'] == pytest.approx(0.15 + 12.7062 * 0.05, abs=1e-4)
+    # gaps to the baseline: arm (a) 0.1, 0.2; arm (b) 0.0, 0.05: the augmentation closes
+    # 0.125 of the lead
+    assert out['dcnv2']['gap_change']['mean'] == pytest.approx(-0.125)
+    assert out['dcnv2']['b_minus_a']['mean'] == pytest.approx(0.025)
+
+
 # ------------------------------------------------------------------ what a run's logs say
 def test_offset_stats_records_are_not_validations(tmp_path):
     # OffsetStatsHook's records carry only offset_stats/... and a step: once they were
@@ -246,6 +281,10 @@ def test_report_of_a_partial_grid(tmp_path):
     assert g['rotated']['mean'] == pytest.approx(0.02)
     assert g['rotated']['ci_low'] == pytest.approx(0.02 - 4.302653 * 0.01 / 3 ** 0.5)
     assert areas[('b', 'dcnv2')]['area']['ci_low'] is None
+    aug = {(e['variant'], e['measure']): e for e in summary['augmentation']}
+    assert set(aug) == {('dcnv2', m) for m in ('untransformed', 'rotate')}
+    assert aug[('dcnv2', 'untransformed')]['b_minus_a']['mean'] == pytest.approx(0.3 - 0.7)
+    assert 'gap_change' not in aug[('dcnv2', 'untransformed')]   # no arm (b) baseline
     keys = ('params', 'flops', 'offset_params', 'offset_flops', 'sampling_flops')
     (tmp_path / 'complexity.json').write_text(json.dumps(
         {f'{v}@128': {k: 1000 for k in keys} for v in ('baseline', 'dcnv2')}))
@@ -260,6 +299,7 @@ def test_report_of_a_partial_grid(tmp_path):
         in report
     assert not any(e['variant'] == 'baseline' for e in summary['offsets'])
     assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
+    assert '| DCNv2, ConvOffsetHead | untransformed | -0.400 (1 vs 3) | — |' in report
     docs = tmp_path / 'docs'
     assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert (docs / 'on_object_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -10,7 +10,7 @@ grid (:mod:`.grid`) resumable across sessions; :mod:`.aggregate` and :mod:`.stat
 make the numbers, :mod:`.report` and :mod:`.plot` the report.  ``tools/study.py``
 is the command line; what is compared is in :mod:`.constants`.
 """
-from .aggregate import aggregate, check_same_recipe, run_areas
+from .aggregate import aggregate, augmentation_effects, check_same_recipe, run_areas
 from .complexity import complexity, variant_complexity
 from .constants import (ARMS, AUGMENTATION, BASE_CONFIG, METRICS, QUICK, SEEDS, STAGES, SWEEPS,
                         VARIANTS, variant_config, variant_label)
@@ -19,12 +19,13 @@ from .recipe import (Recipe, augmented_pipeline, ensure_dataset, read_recipe, ru
                      run_overrides, write_run_config)
 from .records import read_scalars
 from .report import build_report
-from .stats import curve_area, fmt, mean_std, paired_difference, summarize, t_interval
+from .stats import (curve_area, fmt, mean_std, paired_difference, summarize, t_interval,
+                    welch_difference)
 
 __all__ = ['ARMS', 'AUGMENTATION', 'BASE_CONFIG', 'METRICS', 'QUICK', 'SEEDS', 'STAGES',
            'SWEEPS', 'VARIANTS', 'variant_config', 'variant_label', 'Recipe', 'read_recipe',
            'augmented_pipeline', 'ensure_dataset', 'run_config', 'run_overrides',
            'write_run_config', 'Run', 'StudySetup', 'collect', 'run_grid', 'read_scalars',
-           'aggregate', 'check_same_recipe', 'run_areas', 'complexity', 'variant_complexity',
-           'build_report', 'curve_area', 'fmt', 'mean_std', 'paired_difference', 'summarize',
-           't_interval']
+           'aggregate', 'augmentation_effects', 'check_same_recipe', 'run_areas', 'complexity',
+           'variant_complexity', 'build_report', 'curve_area', 'fmt', 'mean_std',
+           'paired_difference', 'summarize', 't_interval', 'welch_difference']

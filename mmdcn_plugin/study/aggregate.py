@@ -7,7 +7,7 @@ import statistics
 from typing import Dict, List, Sequence
 
 from .constants import STAGES
-from .stats import curve_area, paired_difference, summarize
+from .stats import curve_area, paired_difference, summarize, welch_difference
 
 
 def check_same_recipe(results: Sequence[dict]) -> None:
@@ -81,6 +81,42 @@ def offset_magnitudes(results: Sequence[dict], arms: Sequence[str],
     return out
 
 
+def augmentation_effects(per_seed: Dict[tuple, Dict[int, Dict[str, float]]],
+                         variants: Sequence[str]) -> List[dict]:
+    """Does training with the transforms (arm (b)) change a variant, and its gap to the
+    baseline?  Arm (b) minus arm (a), per variant and measure, over independent models,
+    so Welch's interval (:func:`~.stats.welch_difference`), not a paired one.
+
+    Args:
+        per_seed: ``(arm, variant) -> seed -> measure -> value`` (the measures:
+            ``untransformed`` and each transform's curve area).
+        variants: the order of the output.
+
+    Returns:
+        list of dict: ``variant``, ``measure``, ``b_minus_a`` (the variant's own change)
+        and, for a DCN variant, ``gap_change``: its per-seed difference from the baseline
+        in arm (b) minus the same in arm (a).  Negative ``gap_change``: training with the
+        transforms closes (part of) the DCN variant's lead.
+    """
+    def gaps(mine, base, measure):
+        return [mine[s][measure] - base[s][measure] for s in mine if s in base]
+
+    base_a, base_b = per_seed.get(('a', 'baseline')), per_seed.get(('b', 'baseline'))
+    out = []
+    for variant in variants:
+        a, b = per_seed.get(('a', variant)), per_seed.get(('b', variant))
+        if not a or not b:
+            continue
+        for measure in next(iter(a.values())):
+            entry = dict(variant=variant, measure=measure, b_minus_a=welch_difference(
+                [v[measure] for v in b.values()], [v[measure] for v in a.values()]))
+            if variant != 'baseline' and base_a and base_b:
+                entry['gap_change'] = welch_difference(gaps(b, base_b, measure),
+                                                       gaps(a, base_a, measure))
+            out.append(entry)
+    return out
+
+
 def _by_cell(results: Sequence[dict]) -> Dict[tuple, List[dict]]:
     cells = {}
     for r in results:
@@ -102,7 +138,8 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
         variant and stage: learned minus grid fraction, per seed, upright and averaged
         over the rotated values; see :func:`on_object_gaps`), ``offsets`` (see
         :func:`offset_magnitudes`) and ``cost`` (per variant: s/iter, wall time,
-        peak RSS; medians over its runs).  Each statistic is
+        peak RSS; medians over its runs) and ``augmentation`` (arm (b) against arm (a);
+        see :func:`augmentation_effects`).  Each statistic is
         :func:`~.stats.summarize`'s dict.
     """
     cells = _by_cell(results)
@@ -159,6 +196,10 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
                     variant=variant, stage=stage,
                     upright=summarize([g[0] for g in gaps]),
                     rotated=summarize([g[1] for g in gaps])))
+    measures = {key: {r['seed']: dict(untransformed=r['final']['bbox_mAP'],
+                                      **areas[key][r['seed']]) for r in rs}
+                for key, rs in cells.items()}
+    out['augmentation'] = augmentation_effects(measures, variants)
     for variant in variants:
         rs = [r for r in results if r['variant'] == variant]
         if rs:

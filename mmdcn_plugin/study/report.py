@@ -115,6 +115,32 @@ def _areas(summary: dict) -> List[str]:
     return lines
 
 
+def _welch(d: Optional[dict]) -> str:
+    """A Welch difference's cell: ``+0.012 [−0.004, +0.028] (5 vs 5)``."""
+    if d is None or d['mean'] is None:
+        return '—'
+    ci = '' if d['ci_low'] is None else f' {fmt_ci(d["ci_low"], d["ci_high"])}'
+    return f'{d["mean"]:+.3f}{ci} ({d["n_a"]} vs {d["n_b"]})'
+
+
+def _augmentation(summary: dict) -> List[str]:
+    rows = summary.get('augmentation') or []
+    if not rows:
+        return []
+    lines = ['', '## Does training with the transforms close the gap? (arm (b) − arm (a))', '',
+             'Per variant: its arm (b) value minus its arm (a) value (different models, so '
+             'Welch\'s 95% t interval, not a paired one; n (b) vs n (a)). "Gap change": the '
+             'variant\'s per-seed difference from the baseline in arm (b), minus the same in '
+             'arm (a); negative means the augmentation closes part of the DCN variant\'s '
+             'lead. Measures: bbox mAP on the untransformed val split, and each '
+             'transform\'s curve area.', '',
+             '| variant | measure | (b) − (a) | gap change (b) − (a) |', '|---|---|---|---|']
+    for e in rows:
+        lines.append(f'| {variant_label(e["variant"])} | {e["measure"]} | '
+                     f'{_welch(e["b_minus_a"])} | {_welch(e.get("gap_change"))} |')
+    return lines
+
+
 def _on_object(summary: dict, images: int) -> List[str]:
     rows = summary['on_object']
     if not rows:
@@ -232,7 +258,7 @@ def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = N
     date = date or datetime.date.today().isoformat()
     machine = machine or results[-1]['machine'] or machine_line()
     lines = _header(setup, results, date, machine) + _untransformed(summary)
-    lines += _curves(setup, summary) + _areas(summary)
+    lines += _curves(setup, summary) + _areas(summary) + _augmentation(summary)
     lines += _on_object(summary, setup.on_object_images) + _offsets(summary)
     lines += _cost(setup, results, summary, costs)
     os.makedirs(setup.docs_dir, exist_ok=True)

@@ -64,6 +64,33 @@ def paired_difference(a: Dict[int, float], b: Dict[int, float]) -> dict:
     return dict(summarize([a[s] - b[s] for s in seeds]), seeds=seeds)
 
 
+def welch_difference(a: Sequence[float], b: Sequence[float],
+                     confidence: float = CONFIDENCE) -> dict:
+    """``mean(a) - mean(b)`` for two independent samples (two arms: different models),
+    with Welch's t interval: standard error ``sqrt(s_a^2/n_a + s_b^2/n_b)`` and the
+    Welch-Satterthwaite degrees of freedom.
+
+    Returns ``n_a``, ``n_b``, ``mean`` (None if either sample is empty), ``ci_low``,
+    ``ci_high`` (None unless both have two values and some spread) and ``df``.
+    """
+    from scipy import stats
+    a = [v for v in a if v is not None]
+    b = [v for v in b if v is not None]
+    out = dict(n_a=len(a), n_b=len(b), mean=None, ci_low=None, ci_high=None, df=None)
+    if not a or not b:
+        return out
+    out['mean'] = statistics.mean(a) - statistics.mean(b)
+    if len(a) < 2 or len(b) < 2:
+        return out
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return out
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, df)) * math.sqrt(va + vb)
+    out.update(ci_low=out['mean'] - half, ci_high=out['mean'] + half, df=df)
+    return out
+
+
 def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 3) -> str:
     """``'0.042 ± 0.014'``, ``'0.042'`` without a std, ``'n/a'`` without a mean."""
     if mean is None:
