@@ -229,7 +229,7 @@ def test_offset_stats_records_are_not_validations(tmp_path):
 
 
 # ------------------------------------------------------------------ report of a partial grid
-def _fake_run(arm, variant, seed, level, recipe):
+def _fake_run(arm, variant, seed, level, recipe, machine='test machine', sec_per_iter=0.5):
     """A run whose rotate curve is ``level`` at 0 degrees falling linearly to 0 at 180; its
     offsets put 0.6 of the points on the object upright, 0.51 + 0.01 * seed rotated (the
     grid: 0.5)."""
@@ -246,8 +246,8 @@ def _fake_run(arm, variant, seed, level, recipe):
     return dict(arm=arm, variant=variant, seed=seed, recipe=recipe.as_dict(),
                 final=dict(bbox_mAP=level), sweeps=dict(rotate=rows), on_object=on_object,
                 offsets=offsets,
-                machine='test machine', jobs=1, threads=1, sec_per_iter=0.5, train_wall_s=10.0, wall_s=12.0,
-                peak_rss_mb=500.0)
+                machine=machine, date='2026-01-0%d' % (seed + 1), jobs=1, threads=1,
+                sec_per_iter=sec_per_iter, train_wall_s=10.0, wall_s=12.0, peak_rss_mb=500.0)
 
 
 def test_report_of_a_partial_grid(tmp_path):
@@ -258,7 +258,8 @@ def test_report_of_a_partial_grid(tmp_path):
     levels = {('baseline', 0): 0.4, ('baseline', 1): 0.5, ('dcnv2', 0): 0.5,
               ('dcnv2', 1): 0.7, ('dcnv2', 2): 0.9}
     results = [_fake_run('a', v, s, lv, recipe) for (v, s), lv in levels.items()]
-    results.append(_fake_run('b', 'dcnv2', 0, 0.3, recipe))
+    results.append(_fake_run('b', 'dcnv2', 0, 0.3, recipe, machine='fast; 2 cores',
+                             sec_per_iter=0.2))
     summary = aggregate(results, setup.arms, setup.variants)
     areas = {(e['arm'], e['variant']): e for e in summary['areas']}
     # The area of a line from L to 0 is L / 2; dcnv2 pairs with the baseline on seeds 0, 1.
@@ -285,6 +286,10 @@ def test_report_of_a_partial_grid(tmp_path):
     assert set(aug) == {('dcnv2', m) for m in ('untransformed', 'rotate')}
     assert aug[('dcnv2', 'untransformed')]['b_minus_a']['mean'] == pytest.approx(0.3 - 0.7)
     assert 'gap_change' not in aug[('dcnv2', 'untransformed')]   # no arm (b) baseline
+    # Timings compare only on one machine: one cost row per machine and variant.
+    cost = {(e['machine'], e['variant']): (e['runs'], e['sec_per_iter']) for e in summary['cost']}
+    assert cost == {('test machine', 'baseline'): (2, 0.5), ('test machine', 'dcnv2'): (3, 0.5),
+                    ('fast; 2 cores', 'dcnv2'): (1, 0.2)}
     keys = ('params', 'flops', 'offset_params', 'offset_flops', 'sampling_flops')
     (tmp_path / 'complexity.json').write_text(json.dumps(
         {f'{v}@128': {k: 1000 for k in keys} for v in ('baseline', 'dcnv2')}))
@@ -300,6 +305,9 @@ def test_report_of_a_partial_grid(tmp_path):
     assert not any(e['variant'] == 'baseline' for e in summary['offsets'])
     assert '| DCNv2, ConvOffsetHead | c3 | 3 | 0.600 / 0.500 |' in report
     assert '| DCNv2, ConvOffsetHead | untransformed | -0.400 (1 vs 3) | — |' in report
+    assert ('Where the runs trained: fast; 2 cores: 1 runs (arm (b)), 2026-01-01; test '
+            'machine: 5 runs (arm (a)), 2026-01-01 to 2026-01-03.') in report
+    assert '| fast | DCNv2, ConvOffsetHead | 0.001 M |' in report
     docs = tmp_path / 'docs'
     assert (docs / 'robustness_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert (docs / 'on_object_rotate.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -117,6 +117,17 @@ def augmentation_effects(per_seed: Dict[tuple, Dict[int, Dict[str, float]]],
     return out
 
 
+def _cost(rs: Sequence[dict], variant: str, machine: str) -> dict:
+    """One variant's timings on one machine: medians over its runs, and their sum."""
+    def median(key):
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+    return dict(variant=variant, machine=machine, runs=len(rs),
+                arms=sorted({r['arm'] for r in rs}), sec_per_iter=median('sec_per_iter'),
+                train_wall_s=median('train_wall_s'), wall_s=median('wall_s'),
+                peak_rss_mb=median('peak_rss_mb'), total_wall_s=sum(r['wall_s'] for r in rs))
+
+
 def _by_cell(results: Sequence[dict]) -> Dict[tuple, List[dict]]:
     cells = {}
     for r in results:
@@ -137,8 +148,9 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
         and regular-grid fractions and their per-run ``gap``), ``on_object_gap`` (per
         variant and stage: learned minus grid fraction, per seed, upright and averaged
         over the rotated values; see :func:`on_object_gaps`), ``offsets`` (see
-        :func:`offset_magnitudes`) and ``cost`` (per variant: s/iter, wall time,
-        peak RSS; medians over its runs) and ``augmentation`` (arm (b) against arm (a);
+        :func:`offset_magnitudes`) and ``cost`` (per machine and variant: s/iter, wall
+        time, peak RSS; medians over its runs there, as timings compare only on one
+        machine) and ``augmentation`` (arm (b) against arm (a);
         see :func:`augmentation_effects`).  Each statistic is
         :func:`~.stats.summarize`'s dict.
     """
@@ -200,16 +212,11 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
                                       **areas[key][r['seed']]) for r in rs}
                 for key, rs in cells.items()}
     out['augmentation'] = augmentation_effects(measures, variants)
-    for variant in variants:
-        rs = [r for r in results if r['variant'] == variant]
-        if rs:
-            def median(key):
-                vals = [r[key] for r in rs if r.get(key) is not None]
-                return statistics.median(vals) if vals else None
-            out['cost'].append(dict(variant=variant, runs=len(rs),
-                                    sec_per_iter=median('sec_per_iter'),
-                                    train_wall_s=median('train_wall_s'),
-                                    wall_s=median('wall_s'),
-                                    peak_rss_mb=median('peak_rss_mb'),
-                                    total_wall_s=sum(r['wall_s'] for r in rs)))
+    machines = sorted({r.get('machine') or '?' for r in results})
+    for machine in machines:
+        for variant in variants:
+            rs = [r for r in results
+                  if r['variant'] == variant and (r.get('machine') or '?') == machine]
+            if rs:
+                out['cost'].append(_cost(rs, variant, machine))
     return out

@@ -27,13 +27,26 @@ def _stat(s: dict) -> str:
                    else '')
 
 
+def _machines(results: List[dict]) -> List[str]:
+    """``'AMD EPYC; 2 cores; torch 2.13.0+cpu: 21 runs (arm (a), (b)), 2026-12-02'`` per
+    machine: timings compare only within one."""
+    out = []
+    for machine in sorted({r.get('machine') or '?' for r in results}):
+        rs = [r for r in results if (r.get('machine') or '?') == machine]
+        days = sorted({(r.get('date') or '?')[:10] for r in rs})
+        arms = ', '.join(f'({a})' for a in sorted({r['arm'] for r in rs}))
+        when = days[0] if len(days) == 1 else f'{days[0]} to {days[-1]}'
+        out.append(f'{machine}: {len(rs)} runs (arm {arms}), {when}')
+    return out
+
+
 def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> List[str]:
     expected = len(setup.runs())
     aug = (f'rotation U({AUGMENTATION["rotate"][0]:g}, {AUGMENTATION["rotate"][1]:g}) degrees, '
            f'scale log-uniform in [{AUGMENTATION["scale"][0]:g}, {AUGMENTATION["scale"][1]:g}],'
            f' shear U({AUGMENTATION["shear"][0]:g}, {AUGMENTATION["shear"][1]:g}) degrees')
     lines = ['# Robustness study: deformable convolution under rotation, scale and shear', '',
-             f'{date}, {machine}; `{setup.command()}`.', '',
+             f'Report built {date} on {machine}; `{setup.command()}`.', '',
              f'Faster R-CNN (narrow ResNet-50 + FPN) with the quick-start recipe of '
              f'`{osp.relpath(BASE_CONFIG, REPO_ROOT)}`: {setup.recipe.describe()}; '
              f'the variants differ only in the 3x3 convs of c3-c5. Data: the embedded '
@@ -47,7 +60,8 @@ def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> 
              f'{",".join(map(str, setup.seeds))}). Every cell states its n (seeds). '
              'Statistics over training seeds: mean ± sample std; the 95% confidence '
              'interval of the mean is Student\'s t with n - 1 degrees of freedom, in '
-             'brackets; a cell with n < 2 has none.']
+             'brackets; a cell with n < 2 has none.', '', 'Where the runs trained: '
+             + '; '.join(_machines(results)) + '.']
     if len(results) < expected:
         lines += ['', f'**Partial grid: {expected - len(results)} runs still to train '
                   '(`make study` continues).**']
@@ -219,16 +233,18 @@ def _cost(setup: StudySetup, results: List[dict], summary: dict, costs: dict) ->
              f'multiply-adds at {size}x{size} (DCN-aware counting, `docs/flops.md`); '
              'sampling: bilinear sampling and modulation. s/iter: median of the logged '
              f'training iteration time (batch {setup.recipe.batch_size}, data included); wall: '
-             f'median per run of training + evaluation; {how}.', '',
-             '| variant | params | offset-branch params | FLOPs | offset-branch FLOPs | '
-             'sampling FLOPs | s/iter | wall per run (s) | peak RSS MB | runs |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             f'median per run of training + evaluation; {how}. Timings are per machine: '
+             'compare variants within one machine, not across.', '',
+             '| machine | variant | params | offset-branch params | FLOPs | '
+             'offset-branch FLOPs | sampling FLOPs | s/iter | wall per run (s) | peak RSS MB '
+             '| runs |', '|---|---|---|---|---|---|---|---|---|---|---|']
     total = 0.0
     for e in summary['cost']:
         c = costs[e['variant']]
         total += e['total_wall_s']
         lines.append(
-            f'| {variant_label(e["variant"])} | {c["params"] / 1e6:.3f} M | '
+            f'| {e["machine"].split(";")[0]} | {variant_label(e["variant"])} | '
+            f'{c["params"] / 1e6:.3f} M | '
             f'{c["offset_params"] / 1e3:.1f} k | {c["flops"] / 1e9:.3f} G | '
             f'{c["offset_flops"] / 1e6:.1f} M | {c["sampling_flops"] / 1e6:.1f} M | '
             f'{fmt(e["sec_per_iter"])} | {fmt(e["wall_s"], digits=0)} | '
@@ -252,9 +268,8 @@ def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = N
                          f'{setup.docs_dir}/runs, got none')
     check_same_recipe(results)
     summary = aggregate(results, setup.arms, setup.variants)
-    costs = {e['variant']: complexity(e['variant'], setup.recipe.image_size,
-                                      osp.join(setup.out_dir, 'complexity.json'))
-             for e in summary['cost']}
+    costs = {v: complexity(v, setup.recipe.image_size, osp.join(setup.out_dir, 'complexity.json'))
+             for v in {e['variant'] for e in summary['cost']}}
     date = date or datetime.date.today().isoformat()
     machine = machine or results[-1]['machine'] or machine_line()
     lines = _header(setup, results, date, machine) + _untransformed(summary)
