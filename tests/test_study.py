@@ -55,6 +55,30 @@ def test_recipe_reads_an_epoch_schedule(tmp_path):
     assert overrides['train_cfg'] == dict(max_epochs=1, val_interval=1)
 
 
+def test_epochs_stretch_the_schedule_and_its_lr_drops():
+    recipe = read_recipe(epochs=24)
+    assert (recipe.by_epoch, recipe.length) == (True, 24)
+    # The quick-start recipe: 8 epochs, LR drops after 5 and 6, a 50-iteration warm-up.
+    o = run_overrides(recipe, '/d', 0, 'b')
+    assert o['train_cfg'] == dict(max_epochs=24)
+    warmup, steps = o['param_scheduler']
+    assert (warmup['by_epoch'], warmup['end']) == (False, 50)   # iterations: kept
+    assert (steps['milestones'], steps['begin'], steps['end']) == ([15, 18], 0, 24)
+    assert 'RandomRotateScaleShear' in [p['type'] for p in
+                                        o['train_dataloader']['dataset']['pipeline']]
+    # Milestones stay distinct and inside the run when squeezed.
+    from mmengine.config import Config
+    cfg = Config(dict(train_cfg=dict(max_epochs=8), param_scheduler=[
+        dict(type='MultiStepLR', by_epoch=True, begin=0, end=8, milestones=[5, 6])]))
+    assert study.scaled_schedule(cfg, 2)['param_scheduler'][0]['milestones'] == [1, 2]
+    assert StudySetup(recipe, '', '', arms=('b',), seeds=(0,)).command() == \
+        'python tools/study.py --epochs 24 --arms b --seeds 0'
+    with pytest.raises(ValueError, match=r'epochs: expected a positive int .* got 0'):
+        read_recipe(epochs=0)
+    with pytest.raises(ValueError, match=r'epochs: .* got 3 \(quick=True'):
+        read_recipe(quick=True, epochs=3)
+
+
 def test_recipe_errors_name_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r'train_cfg must hold max_epochs .* or max_iters'):
         read_recipe(_config(tmp_path, "train_cfg = dict(_delete_=True, type='X')"))
@@ -328,6 +352,12 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(['--quick', '--out-dir', str(tmp_path), '--jobs', '0'])
     assert e.value.code == 2 and '--jobs must be >= 1, got 0' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        tool.main(['--quick', '--out-dir', str(tmp_path), '--epochs', '3'])
+    assert e.value.code == 2 and '--epochs: not with --quick' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        tool.main(['--out-dir', str(tmp_path), '--epochs', '0'])
+    assert e.value.code == 2 and '--epochs must be >= 1, got 0' in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         tool.main(['--quick', '--out-dir', str(tmp_path), '--variants', 'dcnv3'])
     err = capsys.readouterr().err

@@ -59,12 +59,17 @@ def parse_args(argv=None):
     parser.add_argument('--variants', type=_list(str), default=None,
                         help='comma-separated, among baseline,dcnv1,dcnv2,dcnv2-sep')
     parser.add_argument('--seeds', type=_list(int), default=None, help='e.g. 0,1,2,3,4')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help="train this many epochs instead of the recipe's; the LR drops "
+                        'at the same fractions of training. Its runs are another study: '
+                        'their own default --out-dir and --docs-dir (…-e<N>)')
     parser.add_argument('--out-dir', default=None,
-                        help='datasets, splits and work dirs (default: work_dirs/study, or '
-                        'work_dirs/study-quick with --quick)')
+                        help='datasets, splits and work dirs (default: work_dirs/study, '
+                        'work_dirs/study-e<N> with --epochs, work_dirs/study-quick with '
+                        '--quick)')
     parser.add_argument('--docs-dir', default=None,
-                        help='runs/ (one JSON per run) and the report (default: docs/study; '
-                        'with --quick: OUT_DIR/report)')
+                        help='runs/ (one JSON per run) and the report (default: docs/study, '
+                        'docs/study-e<N> with --epochs; with --quick: OUT_DIR/report)')
     cores = os.cpu_count() or 1
     parser.add_argument('--jobs', type=int, default=2 if cores >= 2 else 1,
                         help='runs at the same time (default: 2 on >= 2 cores)')
@@ -75,7 +80,10 @@ def parse_args(argv=None):
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; rebuild the report from the finished runs')
     args = parser.parse_args(argv)
-    for name in ('jobs', 'threads', 'max_runs'):
+    if args.epochs is not None and args.quick:
+        parser.error(f'--epochs: not with --quick (a schedule of its own), got --epochs '
+                     f'{args.epochs}')
+    for name in ('jobs', 'threads', 'max_runs', 'epochs'):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
@@ -86,15 +94,16 @@ def main(argv=None):
     parser, args = parse_args(argv)
     from mmdcn_plugin.study import StudySetup, build_report, collect, read_recipe, run_grid
     from mmdcn_plugin.study.grid import log
-    out_dir = osp.abspath(args.out_dir or osp.join(
-        ROOT, 'work_dirs', 'study-quick' if args.quick else 'study'))
+    name = 'study-quick' if args.quick else (
+        f'study-e{args.epochs}' if args.epochs else 'study')
+    out_dir = osp.abspath(args.out_dir or osp.join(ROOT, 'work_dirs', name))
     docs_dir = osp.abspath(args.docs_dir or (
-        osp.join(out_dir, 'report') if args.quick else osp.join(ROOT, 'docs', 'study')))
+        osp.join(out_dir, 'report') if args.quick else osp.join(ROOT, 'docs', name)))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     grid = dict(arms=args.arms, variants=args.variants, seeds=args.seeds, jobs=args.jobs,
                 threads=threads)
     try:
-        recipe = read_recipe(quick=args.quick)
+        recipe = read_recipe(quick=args.quick, epochs=args.epochs)
         if args.quick:
             setup = StudySetup.quick(recipe, out_dir, docs_dir, **grid)
         else:

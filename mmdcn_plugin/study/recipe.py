@@ -5,7 +5,8 @@ The schedule (epoch- or iteration-based ``train_cfg``), the image counts
 :data:`~.constants.BASE_CONFIG`, so the study trains whatever the quick-start recipe
 is.  A run adds only its seed, the study's data root, no dataloader workers (``--jobs``
 runs train side by side, one process each), one kept checkpoint and, in arm (b), the
-augmentation; ``--quick`` also shortens the schedule to a few iterations on a few images.
+augmentation; ``--quick`` also shortens the schedule to a few iterations on a few images,
+and ``--epochs`` stretches it (the LR drops at the same fractions of training).
 """
 import copy
 import json
@@ -71,12 +72,15 @@ def _positive_int(cfg, key: str, where: str) -> int:
     return value
 
 
-def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
-    """The recipe of ``config`` (``quick``: the tiny schedule of :data:`~.constants.QUICK`).
+def read_recipe(config: str = BASE_CONFIG, quick: bool = False,
+                epochs: Optional[int] = None) -> Recipe:
+    """The recipe of ``config`` (``quick``: the tiny schedule of :data:`~.constants.QUICK`;
+    ``epochs``: that many epochs instead of the config's, see :func:`scaled_schedule`).
 
     Raises:
         ValueError: ``train_cfg`` has neither ``max_epochs`` nor ``max_iters``, or an image
-            count, the image size or the batch size is missing or not a positive int.
+            count, the image size or the batch size is missing or not a positive int; or
+            ``epochs`` is given with ``quick``, with an iteration-based schedule, or < 1.
     """
     from mmengine.config import Config
     cfg = Config.fromfile(config)
@@ -90,6 +94,13 @@ def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
                          f'or max_iters (IterBasedTrainLoop), got {dict(train_cfg)}')
     # MMEngine's defaults: every epoch, every 1000 iterations.
     val_interval = train_cfg.get('val_interval', 1 if by_epoch else 1000)
+    if epochs is not None:
+        if quick or not by_epoch or isinstance(epochs, bool) or not isinstance(epochs, int) \
+                or epochs < 1:
+            raise ValueError(f'epochs: expected a positive int for an epoch-based schedule '
+                             f'without --quick, got {epochs!r} (quick={quick}, '
+                             f'{"epochs" if by_epoch else "iterations"} in {config})')
+        length = epochs
     recipe = Recipe(by_epoch, length, val_interval, _positive_int(cfg, 'num_train_images', config),
                     _positive_int(cfg, 'num_val_images', config),
                     _positive_int(cfg, 'image_size', config),
@@ -102,6 +113,31 @@ def read_recipe(config: str = BASE_CONFIG, quick: bool = False) -> Recipe:
     return Recipe(by_epoch, 1 if by_epoch else iters, 1 if by_epoch else iters,
                   QUICK['num_train'], QUICK['num_val'], recipe.image_size,
                   QUICK['num_train'] // iters, recipe.pretrained, quick=True)
+
+
+def scaled_schedule(cfg, epochs: int) -> dict:
+    """``cfg``'s epoch schedule stretched to ``epochs``: ``train_cfg.max_epochs`` and every
+    epoch-based LR scheduler's ``begin``, ``end``, ``milestones`` and ``T_max`` scaled by
+    ``epochs / max_epochs`` (rounded; milestones kept distinct and inside the run), so
+    the LR drops at the same fraction of training.  Iteration-based ones (the warm-up)
+    are kept.  Returns the overrides: ``train_cfg`` and ``param_scheduler``.
+    """
+    length = cfg.train_cfg['max_epochs']
+    factor = epochs / length
+
+    def scale(value):
+        return min(epochs, max(0, round(value * factor)))
+
+    schedulers = []
+    for step in _plain(cfg.get('param_scheduler') or []):
+        if step.get('by_epoch', True):
+            for key in ('begin', 'end', 'T_max'):
+                if isinstance(step.get(key), int):
+                    step[key] = scale(step[key])
+            if step.get('milestones'):
+                step['milestones'] = sorted({max(1, scale(m)) for m in step['milestones']})
+        schedulers.append(step)
+    return dict(train_cfg=dict(max_epochs=epochs), param_scheduler=schedulers)
 
 
 def _plain(value):
@@ -165,6 +201,10 @@ def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
         key = 'max_epochs' if recipe.by_epoch else 'max_iters'
         out['train_cfg'] = {key: recipe.length, 'val_interval': recipe.val_interval}
         out['train_dataloader']['batch_size'] = recipe.batch_size
+    elif recipe.by_epoch:
+        cfg = _load_config(config)
+        if cfg.train_cfg['max_epochs'] != recipe.length:   # --epochs
+            out.update(scaled_schedule(cfg, recipe.length))
     return out
 
 
