@@ -73,6 +73,9 @@ def test_epochs_stretch_the_schedule_and_its_lr_drops():
     assert study.scaled_schedule(cfg, 2)['param_scheduler'][0]['milestones'] == [1, 2]
     assert StudySetup(recipe, '', '', arms=('b',), seeds=(0,)).command() == \
         'python tools/study.py --epochs 24 --arms b --seeds 0'
+    from mmdcn_plugin.study.report import _stretched   # the report's header says so
+    assert "stretched by `--epochs` from the config's 8" in _stretched(StudySetup(recipe, '', ''))
+    assert _stretched(StudySetup(read_recipe(), '', '')) == ''
     with pytest.raises(ValueError, match=r'epochs: expected a positive int .* got 0'):
         read_recipe(epochs=0)
     with pytest.raises(ValueError, match=r'epochs: .* got 3 \(quick=True'):

@@ -40,6 +40,16 @@ def _machines(results: List[dict]) -> List[str]:
     return out
 
 
+def _stretched(setup: StudySetup) -> str:
+    """`` (stretched by --epochs from the config's 8; ...)`` when the schedule is."""
+    from .recipe import read_recipe
+    base = read_recipe().length
+    if setup.recipe.quick or setup.recipe.length == base:
+        return ''
+    return (f' (stretched by `--epochs` from the config\'s {base}; the LR drops at the same '
+            'fractions of training)')
+
+
 def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> List[str]:
     expected = len(setup.runs())
     aug = (f'rotation U({AUGMENTATION["rotate"][0]:g}, {AUGMENTATION["rotate"][1]:g}) degrees, '
@@ -48,7 +58,8 @@ def _header(setup: StudySetup, results: List[dict], date: str, machine: str) -> 
     lines = ['# Robustness study: deformable convolution under rotation, scale and shear', '',
              f'Report built {date} on {machine}; `{setup.command()}`.', '',
              f'Faster R-CNN (narrow ResNet-50 + FPN) with the quick-start recipe of '
-             f'`{osp.relpath(BASE_CONFIG, REPO_ROOT)}`: {setup.recipe.describe()}; '
+             f'`{osp.relpath(BASE_CONFIG, REPO_ROOT)}`: {setup.recipe.describe()}'
+             f'{_stretched(setup)}; '
              f'the variants differ only in the 3x3 convs of c3-c5. Data: the embedded '
              f'generator, `{DEFORMATION}` deformation. Arm (a): {ARMS["a"]}; arm (b): '
              f'{ARMS["b"]} (`RandomRotateScaleShear`: {aug}; the sweeps\' geometry and '
