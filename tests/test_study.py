@@ -76,6 +76,8 @@ def test_epochs_stretch_the_schedule_and_its_lr_drops():
     from mmdcn_plugin.study.report import _stretched   # the report's header says so
     assert "stretched by `--epochs` from the config's 8" in _stretched(StudySetup(recipe, '', ''))
     assert _stretched(StudySetup(read_recipe(), '', '')) == ''
+    assert study.stretched_from(recipe) == 8 and study.stretched_from(read_recipe()) is None
+    assert study.stretched_from(read_recipe(quick=True)) is None
     with pytest.raises(ValueError, match=r'epochs: expected a positive int .* got 0'):
         read_recipe(epochs=0)
     with pytest.raises(ValueError, match=r'epochs: .* got 3 \(quick=True'):

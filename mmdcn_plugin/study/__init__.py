@@ -16,7 +16,7 @@ from .constants import (ARMS, AUGMENTATION, BASE_CONFIG, METRICS, QUICK, SEEDS, 
                         VARIANTS, variant_config, variant_label)
 from .grid import Run, StudySetup, collect, run_grid
 from .recipe import (Recipe, augmented_pipeline, ensure_dataset, read_recipe, run_config,
-                     run_overrides, scaled_schedule, write_run_config)
+                     run_overrides, scaled_schedule, stretched_from, write_run_config)
 from .records import read_scalars
 from .report import build_report
 from .stats import (curve_area, fmt, mean_std, paired_difference, summarize, t_interval,
@@ -24,8 +24,9 @@ from .stats import (curve_area, fmt, mean_std, paired_difference, summarize, t_i
 
 __all__ = ['ARMS', 'AUGMENTATION', 'BASE_CONFIG', 'METRICS', 'QUICK', 'SEEDS', 'STAGES',
            'SWEEPS', 'VARIANTS', 'variant_config', 'variant_label', 'Recipe', 'read_recipe',
-           'augmented_pipeline', 'ensure_dataset', 'run_config', 'run_overrides', 'scaled_schedule',
-           'write_run_config', 'Run', 'StudySetup', 'collect', 'run_grid', 'read_scalars',
+           'augmented_pipeline', 'ensure_dataset', 'run_config', 'run_overrides',
+           'scaled_schedule', 'stretched_from', 'write_run_config', 'Run', 'StudySetup',
+           'collect', 'run_grid', 'read_scalars',
            'aggregate', 'augmentation_effects', 'check_same_recipe', 'run_areas', 'complexity',
            'variant_complexity', 'build_report', 'curve_area', 'fmt', 'mean_std',
            'paired_difference', 'summarize', 't_interval', 'welch_difference']

@@ -117,6 +117,11 @@ def augmentation_effects(per_seed: Dict[tuple, Dict[int, Dict[str, float]]],
     return out
 
 
+def machine_of(result: dict) -> str:
+    """The machine line a run trained on (``'?'`` if it has none): timings group by it."""
+    return result.get('machine') or '?'
+
+
 def _cost(rs: Sequence[dict], variant: str, machine: str) -> dict:
     """One variant's timings on one machine: medians over its runs, and their sum."""
     def median(key):
@@ -212,11 +217,9 @@ def aggregate(results: Sequence[dict], arms: Sequence[str], variants: Sequence[s
                                       **areas[key][r['seed']]) for r in rs}
                 for key, rs in cells.items()}
     out['augmentation'] = augmentation_effects(measures, variants)
-    machines = sorted({r.get('machine') or '?' for r in results})
-    for machine in machines:
+    for machine in sorted({machine_of(r) for r in results}):
         for variant in variants:
-            rs = [r for r in results
-                  if r['variant'] == variant and (r.get('machine') or '?') == machine]
+            rs = [r for r in results if r['variant'] == variant and machine_of(r) == machine]
             if rs:
                 out['cost'].append(_cost(rs, variant, machine))
     return out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from .constants import ARMS, ON_OBJECT_IMAGES, QUICK, SEEDS, SWEEPS, VARIANTS
-from .recipe import Recipe, ensure_dataset, read_recipe
+from .recipe import Recipe, ensure_dataset, stretched_from
 from .records import read_scalars  # noqa: F401  (comparison.demo reads runs through here)
 from .run import exit_code, run_one  # noqa: F401  (exit_code: part of this module's API)
 
@@ -105,7 +105,7 @@ class StudySetup:
         quick = self.recipe.quick
         ref = StudySetup.quick(self.recipe, '', '') if quick else StudySetup(self.recipe, '', '')
         parts = ['python tools/study.py'] + (['--quick'] if quick else [])
-        if not quick and self.recipe.length != read_recipe().length:
+        if stretched_from(self.recipe):
             parts.append(f'--epochs {self.recipe.length}')
         for name in ('arms', 'variants', 'seeds'):
             if tuple(getattr(self, name)) != tuple(getattr(ref, name)):

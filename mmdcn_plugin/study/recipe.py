@@ -115,6 +115,15 @@ def read_recipe(config: str = BASE_CONFIG, quick: bool = False,
                   QUICK['num_train'] // iters, recipe.pretrained, quick=True)
 
 
+def stretched_from(recipe: Recipe, config: str = BASE_CONFIG) -> Optional[int]:
+    """``config``'s own ``max_epochs`` when ``recipe`` trains another number of epochs
+    (``--epochs``); None for the config's schedule and for ``--quick``."""
+    if recipe.quick or not recipe.by_epoch:
+        return None
+    base = _load_config(config).train_cfg['max_epochs']
+    return None if base == recipe.length else base
+
+
 def scaled_schedule(cfg, epochs: int) -> dict:
     """``cfg``'s epoch schedule stretched to ``epochs``: ``train_cfg.max_epochs`` and every
     epoch-based LR scheduler's ``begin``, ``end``, ``milestones`` and ``T_max`` scaled by
@@ -201,10 +210,8 @@ def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
         key = 'max_epochs' if recipe.by_epoch else 'max_iters'
         out['train_cfg'] = {key: recipe.length, 'val_interval': recipe.val_interval}
         out['train_dataloader']['batch_size'] = recipe.batch_size
-    elif recipe.by_epoch:
-        cfg = _load_config(config)
-        if cfg.train_cfg['max_epochs'] != recipe.length:   # --epochs
-            out.update(scaled_schedule(cfg, recipe.length))
+    elif stretched_from(recipe, config):   # --epochs
+        out.update(scaled_schedule(_load_config(config), recipe.length))
     return out
 
 

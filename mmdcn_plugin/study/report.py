@@ -6,7 +6,7 @@ import os
 import os.path as osp
 from typing import List, Optional, Tuple
 
-from .aggregate import aggregate, check_same_recipe
+from .aggregate import aggregate, check_same_recipe, machine_of
 from .complexity import complexity
 from .constants import (ARMS, AUGMENTATION, BASE_CONFIG, DEFORMATION, REPO_ROOT, STAGES,
                         variant_label)
@@ -31,8 +31,8 @@ def _machines(results: List[dict]) -> List[str]:
     """``'AMD EPYC; 2 cores; torch 2.13.0+cpu: 21 runs (arm (a), (b)), 2026-12-02'`` per
     machine: timings compare only within one."""
     out = []
-    for machine in sorted({r.get('machine') or '?' for r in results}):
-        rs = [r for r in results if (r.get('machine') or '?') == machine]
+    for machine in sorted({machine_of(r) for r in results}):
+        rs = [r for r in results if machine_of(r) == machine]
         days = sorted({(r.get('date') or '?')[:10] for r in rs})
         arms = ', '.join(f'({a})' for a in sorted({r['arm'] for r in rs}))
         when = days[0] if len(days) == 1 else f'{days[0]} to {days[-1]}'
@@ -42,9 +42,9 @@ def _machines(results: List[dict]) -> List[str]:
 
 def _stretched(setup: StudySetup) -> str:
     """`` (stretched by --epochs from the config's 8; ...)`` when the schedule is."""
-    from .recipe import read_recipe
-    base = read_recipe().length
-    if setup.recipe.quick or setup.recipe.length == base:
+    from .recipe import stretched_from
+    base = stretched_from(setup.recipe)
+    if not base:
         return ''
     return (f' (stretched by `--epochs` from the config\'s {base}; the LR drops at the same '
             'fractions of training)')
@@ -280,7 +280,7 @@ def build_report(setup: StudySetup, results: List[dict], date: Optional[str] = N
     check_same_recipe(results)
     summary = aggregate(results, setup.arms, setup.variants)
     costs = {v: complexity(v, setup.recipe.image_size, osp.join(setup.out_dir, 'complexity.json'))
-             for v in {e['variant'] for e in summary['cost']}}
+             for v in dict.fromkeys(e['variant'] for e in summary['cost'])}   # ordered
     date = date or datetime.date.today().isoformat()
     machine = machine or results[-1]['machine'] or machine_line()
     lines = _header(setup, results, date, machine) + _untransformed(summary)
