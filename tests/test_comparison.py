@@ -44,9 +44,13 @@ def test_missing_value_is_n_a():
 
 
 def test_val_curve_and_seconds_per_iter():
+    # One rule with the study: a validation that logged no COCO metric (nothing detected)
+    # is an mAP of 0, not a missing point.
+    from mmdcn_plugin.study.records import val_curve as study_val_curve
     val = [{'step': 2, 'coco/bbox_mAP': 0.2}, {'step': 1, 'coco/bbox_mAP': 0.1},
            {'step': 3, 'other': 1.0}]
-    assert val_curve(val) == [(1, 0.1), (2, 0.2)]
+    assert val_curve is study_val_curve
+    assert val_curve(val) == [[1, 0.1], [2, 0.2], [3, 0.0]]
     train = [{'time': 9.0}, {'time': 9.0}, {'time': 1.0}, {'time': 2.0}, {'time': 3.0}]
     assert seconds_per_iter(train) == 2.0  # the first two (warm-up) are left out
     assert seconds_per_iter([]) is None

@@ -4,6 +4,8 @@
     python tools/study.py --max-runs 1      # train the next unfinished run only
     python tools/study.py --quick           # a tiny-schedule version (used by the tests)
     python tools/study.py --report-only     # rebuild the report from the finished runs
+    python tools/study.py --levels none,moderate,strong --variants baseline,dcnv2 \
+        --offset-recipes slow,ramp          # the deformation study (docs/study-deformation)
 
 Trains every variant of the quick-start Faster R-CNN (plain conv baseline, DCNv1,
 DCNv2 + ConvOffsetHead, DCNv2 + SeparableOffsetHead) with every seed (0-4) in two
@@ -28,6 +30,15 @@ bbox_mAP_m, n_instances), ``on_object`` (rows of value, stage, instances, points
 deformable, regular; null for the baseline and arm (b)) and ``offsets`` (the last
 ``OffsetStatsHook`` record: step, and per layer mean_px, max_px, outside_frac, mask_mean;
 null for the baseline).
+
+``--levels`` makes it the deformation study: arm (a) on one generated dataset per
+deformation level (train and val alike), the level in the run paths
+(``runs/a/<level>/<variant>/seed<k>.json``), its own ``work_dirs/study-deformation`` and
+``docs/study-deformation``; a run also records ``level`` and ``offset_recipe``, and its
+finished ``moderate`` runs that are the same run as one of ``docs/study`` are taken over
+from there (``adopted_from``).  ``--offset-recipes`` trains each deformable variant with
+each offset recipe (``mmdcn_plugin.study.constants.OFFSET_RECIPES``); another recipe than
+``slow`` names the variant ``<variant>+<recipe>``.
 
 Report (``DOCS_DIR``): ``results.md``, ``results.csv`` (one row per arm, variant,
 transform and value), ``summary.json`` and ``robustness_<transform>.png``.  The work
@@ -59,6 +70,12 @@ def parse_args(argv=None):
     parser.add_argument('--variants', type=_list(str), default=None,
                         help='comma-separated, among baseline,dcnv1,dcnv2,dcnv2-sep')
     parser.add_argument('--seeds', type=_list(int), default=None, help='e.g. 0,1,2,3,4')
+    parser.add_argument('--levels', type=_list(str), default=None,
+                        help='deformation levels, among none,moderate,strong: one dataset '
+                        'each (the deformation study; default arms: a)')
+    parser.add_argument('--offset-recipes', type=_list(str), default=None,
+                        help='offset recipes of the deformable variants, among '
+                        'slow,full,ramp,late (default: slow, the quick-start recipe)')
     parser.add_argument('--epochs', type=int, default=None,
                         help="train this many epochs instead of the recipe's; the LR drops "
                         'at the same fractions of training. Its runs are another study: '
@@ -93,15 +110,18 @@ def parse_args(argv=None):
 def main(argv=None):
     parser, args = parse_args(argv)
     from mmdcn_plugin.study import StudySetup, build_report, collect, read_recipe, run_grid
-    from mmdcn_plugin.study.grid import log
+    from mmdcn_plugin.study.progress import log
     name = 'study-quick' if args.quick else (
         f'study-e{args.epochs}' if args.epochs else 'study')
+    if args.levels:
+        name += '-deformation'
+        args.arms = args.arms or ['a']
     out_dir = osp.abspath(args.out_dir or osp.join(ROOT, 'work_dirs', name))
     docs_dir = osp.abspath(args.docs_dir or (
         osp.join(out_dir, 'report') if args.quick else osp.join(ROOT, 'docs', name)))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     grid = dict(arms=args.arms, variants=args.variants, seeds=args.seeds, jobs=args.jobs,
-                threads=threads)
+                threads=threads, levels=args.levels, offset_recipes=args.offset_recipes)
     try:
         recipe = read_recipe(quick=args.quick, epochs=args.epochs)
         if args.quick:
@@ -112,11 +132,18 @@ def main(argv=None):
     except ValueError as e:
         parser.error(str(e))
     start = time.time()
-    failed = [] if args.report_only else run_grid(setup, args.max_runs)
+    # The deformation study takes over the one-level study's finished moderate runs.
+    adopt = osp.join(ROOT, 'docs', name[:-len('-deformation')]) \
+        if args.levels and not args.quick and args.docs_dir is None else None
+    failed = [] if args.report_only else run_grid(setup, args.max_runs, adopt)
     results = collect(setup)
     if not results:
         raise SystemExit(f'study: no finished run under {docs_dir}/runs')
-    report = build_report(setup, results)
+    if setup.levels:
+        from mmdcn_plugin.study.deformation import build_deformation_report
+        report = build_deformation_report(setup, results)
+    else:
+        report = build_report(setup, results)
     log(f'report: {report} ({len(results)} of {len(setup.runs())} runs; '
         f'{time.time() - start:.0f} s this call)')
     if failed:

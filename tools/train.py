@@ -7,7 +7,7 @@ Takes exactly mmdet's arguments (``config``, ``--work-dir``, ``--resume [PATH]``
 """
 import sys
 
-from _mmdet_tool import run_mmdet_tool
+from mmdcn_plugin.engine.mmdet_tools import run_mmdet_tool
 
 if __name__ == '__main__':
     sys.exit(run_mmdet_tool('train.py'))

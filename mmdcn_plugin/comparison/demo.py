@@ -1,10 +1,11 @@
 """``make demo``: plain vs deformable convolution, end to end on the embedded dataset.
 
-What ``tools/demo.py`` runs (the steps are in its docstring).  Training and evaluation go
-through the repository's ``tools/train.py`` and ``tools/test.py`` in child processes,
-exactly as a user would run them, so the demo runs from a checkout (``pip install -e .``).
+What ``tools/demo.py`` runs (the steps are in its docstring).  Training and evaluation are
+MMDetection's own ``train.py`` and ``test.py`` in child processes, run through the package
+(``python -m mmdcn_plugin.engine.mmdet_tools train|test``, what ``tools/train.py`` and
+``tools/test.py`` run), so nothing is taken from the checkout's ``tools/``; the two
+detectors are the checkout's quick-start configs.
 """
-import glob
 import json
 import os
 import os.path as osp
@@ -17,6 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..engine.mmdet_tools import tool_command
+from ..utils import last_checkpoint
 from .figures import detections_side_by_side, plot_curves
 from .records import CONVERGED_GAIN, convergence, seconds_per_iter, val_curve
 from .table import format_table
@@ -24,7 +27,6 @@ from .table import format_table
 __all__ = ['MODELS', 'run_demo']
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO_ROOT, 'tools')
 _QUICKSTART = osp.join(REPO_ROOT, 'configs', 'quickstart')
 #: (row name, work-dir name, config) of the two detectors; the baseline first.
 MODELS = (
@@ -101,37 +103,10 @@ def run_chains(chains: Sequence[Tuple[str, Sequence]], threads: Optional[int] = 
     return outputs
 
 
-def run_tool(args: Sequence[str], threads: Optional[int] = None) -> str:
-    """Run one ``python ARGS`` (see :func:`run_chains`); return its whole output."""
-    return run_chains([('', [args])], threads)[0][0]
-
-
-def _split_shape(data_root: str, split: str):
-    """(number of images, width of the first) of a generated split; None if missing."""
-    path = osp.join(data_root, 'annotations', f'{split}.json')
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        images = json.load(f)['images']
-    return len(images), images[0]['width'] if images else None
-
-
 def ensure_dataset(data_root: str, num_train: int, num_val: int, image_size: int) -> None:
     """Generate the embedded dataset unless ``data_root`` holds it with these sizes."""
-    want = dict(train=(num_train, image_size), val=(num_val, image_size))
-    have = {split: _split_shape(data_root, split) for split in want}
-    if have == want:
-        step(f'dataset found at {data_root} ({num_train} train / {num_val} val images of '
-             f'{image_size} px)')
-        return
-    if any(have.values()):
-        step(f'{data_root} holds (images, px) {have}; the recipe wants {want}: generating '
-             'again')
-    else:
-        step(f'generating the embedded dataset into {data_root}')
-    run_tool([osp.join(TOOLS, 'make_synthetic_coco.py'), '--out-dir', data_root,
-              '--num-train', str(num_train), '--num-val', str(num_val),
-              '--image-size', str(image_size)])
+    from ..synthetic import ensure_synthetic_coco
+    ensure_synthetic_coco(data_root, num_train, num_val, image_size, log=step)
 
 
 def _done(work_dir: str) -> Optional[Dict]:
@@ -169,13 +144,21 @@ def check_recipe(work_dir: str, recipe: Dict) -> None:
 
 def _checkpoint_of(work_dir: str) -> str:
     """The checkpoint a training wrote last (``work_dir/last_checkpoint``)."""
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
+    ckpt = last_checkpoint(work_dir)
+    if ckpt is None:
+        raise SystemExit(f'{work_dir}: the training wrote no checkpoint (no last_checkpoint '
+                         'naming an existing file)')
+    return ckpt
+
+
+def _tool(name: str, *args: str) -> List[str]:
+    """``python ARGS`` of mmdet's ``name`` tool through the package (see :func:`run_chains`)."""
+    return tool_command(name, *args)[1:]
 
 
 def _test_args(config: str, work_dir: str, overrides: List[str]) -> List[str]:
-    return [osp.join(TOOLS, 'test.py'), config, _checkpoint_of(work_dir), '--work-dir',
-            osp.join(work_dir, 'test'), *overrides]
+    return _tool('test', config, _checkpoint_of(work_dir), '--work-dir',
+                 osp.join(work_dir, 'test'), *overrides)
 
 
 def _save_test(name: str, work_dir: str, out: str) -> Dict:
@@ -209,8 +192,8 @@ def train_and_test(models: Sequence[Tuple[str, str, str]], overrides: List[str],
              + (f' at once, {threads} thread(s) each' if len(group) > 1 else '')
              + ' (each resumes from its work dir if it holds a checkpoint), then testing '
              'each last checkpoint with tools/test.py (COCO metric)')
-        chains = [(name, [[osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
-                           '--resume', *overrides],
+        chains = [(name, [_tool('train', config, '--work-dir', work_dir, '--resume',
+                                *overrides),
                           lambda c=config, w=work_dir: _test_args(c, w, overrides)])
                   for name, config, work_dir in group]
         for (name, _, work_dir), (_, test_out) in zip(group, run_chains(chains, threads)):
@@ -230,6 +213,16 @@ def _val_images(data_root: str, count: int):
         boxes = [a['bbox'] for a in coco['annotations'] if a['image_id'] == im['id']]
         gt[path] = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes]).reshape(-1, 4)
     return paths, gt
+
+
+def offset_pictures(model, image_path: str, checkpoint: str, out_dir: str) -> List[str]:
+    """What ``tools/visualize_offsets.py IMAGE --checkpoint CKPT`` draws for the trained
+    DCNv2 ``model``, in this process; the paths written."""
+    from ..visualization import read_image, save_figures, visualize_offsets
+    figures = visualize_offsets(model, read_image(image_path), detections=True,
+                                note=f'checkpoint: {osp.basename(checkpoint)}')
+    stem = osp.splitext(osp.basename(image_path))[0]
+    return sorted(save_figures(figures, out_dir, prefix=f'{stem}_'))
 
 
 def report_lines(rows: List[Dict], conv: Dict[str, Dict], unit: str) -> str:
@@ -267,7 +260,7 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     from ..analysis import detector_complexity_info
     from ..apis import build_model_from_config
     from ..pretrain import pretrained_digest
-    from ..study.grid import read_scalars
+    from ..study.records import read_scalars
     if num_images < 1:
         raise ValueError(f'num_images: expected >= 1, got {num_images}')
     if at_once not in (1, 2):
@@ -325,10 +318,8 @@ def run_demo(data_root: str, work_dir: str, num_images: int = 4,
     pictures.append(detections_side_by_side(
         built, paths, osp.join(work_dir, 'detections_side_by_side.png'),
         classes=cfg.classes, gt=gt))
-    offsets_dir = osp.join(work_dir, 'offsets')
-    run_tool([osp.join(TOOLS, 'visualize_offsets.py'), MODELS[1][2], paths[0],
-              '--checkpoint', rows[1]['checkpoint'], '--out-dir', offsets_dir])
-    pictures += sorted(glob.glob(osp.join(offsets_dir, '*.png')))
+    pictures += offset_pictures(built[MODELS[1][0]][0], paths[0], rows[1]['checkpoint'],
+                                osp.join(work_dir, 'offsets'))
 
     report = report_lines(rows, conv, 'epoch' if by_epoch else 'iteration')
     wall = time.time() - start

@@ -5,11 +5,12 @@ it imports none of them.
 """
 import os.path as osp
 
-# The study trains the repository's quick-start configs with its tools/train.py,
-# so it runs from a checkout (the package installed with `pip install -e .`).
+from ..synthetic import DEFORMATION_LEVELS  # noqa: F401  (the generator's; re-exported)
+
+# The study trains the checkout's quick-start configs (through the package's
+# mmdcn_plugin.engine.mmdet_tools, not the checkout's tools/).
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICKSTART = osp.join(REPO_ROOT, 'configs', 'quickstart')
-TOOLS = osp.join(REPO_ROOT, 'tools')
 #: The recipe (schedule, image counts, image size) is this config's; the variants
 #: change only the backbone's c3-c5 3x3 convs.
 BASE_CONFIG = osp.join(QUICKSTART, 'faster-rcnn_r50-narrow_fpn_synthetic.py')
@@ -29,9 +30,28 @@ VARIANTS = {
 #: augmentation (the known confound of the DCN-vs-plain comparisons).
 ARMS = {'a': 'trained on untransformed images',
         'b': 'trained with random rotation, scale and shear'}
-#: One dataset: the embedded generator's moderate deformation (the demo's data).
+#: The study's one dataset is the embedded generator's ``moderate`` deformation (the
+#: demo's data); ``--levels`` trains on each of several of ``DEFORMATION_LEVELS``.
 DEFORMATION = 'moderate'
 DATA_SEED = 0
+
+#: How the DCN variants' offset heads learn (the baseline has none).  ``slow`` is the
+#: quick-start recipe, ``lr_mult=0.1``: at the full rate AdamW jittered the
+#: zero-initialised heads and DCNv2 stalled (docs/recipe/, row H).  The others put the
+#: heads at the full rate (``lr_mult=1``), with :class:`~mmdcn_plugin.hooks.OffsetLrRampHook`
+#: holding them back early; iterations count 90 per epoch of the recipe (720 images,
+#: batch 8).  docs/recipe/ records their pilots.
+OFFSET_RECIPES = {
+    'slow': dict(label='offset heads at lr_mult 0.1 (the quick-start recipe)',
+                 lr_mult=None, ramp=None),
+    'full': dict(label='offset heads at the full rate from the start', lr_mult=1.0,
+                 ramp=None),
+    'ramp': dict(label='offset heads at the full rate, ramped from 0 over epochs 1-2',
+                 lr_mult=1.0, ramp=dict(delay=0, warmup=180)),
+    'late': dict(label='offset heads at 0 for 2 epochs, then ramped to the full rate over '
+                 'epoch 3', lr_mult=1.0, ramp=dict(delay=180, warmup=90)),
+}
+OFFSET_RECIPE = 'slow'
 SEEDS = (0, 1, 2, 3, 4)
 
 #: The sweeps: rotate in degrees (counter-clockwise), scale as a zoom factor, shear
@@ -67,3 +87,8 @@ def variant_config(variant: str) -> str:
 def variant_label(variant: str) -> str:
     """How tables and plots name ``variant``."""
     return VARIANTS[variant][1]
+
+
+def is_deformable(variant: str) -> bool:
+    """Whether ``variant`` has offset heads (every variant but the baseline)."""
+    return variant != 'baseline'

@@ -1,8 +1,12 @@
-"""The study's grid: arms x variants x seeds, resumed from the runs' JSONs.
+"""The study's grid: arms x [levels x] variants [x offset recipes] x seeds, resumed from
+the runs' JSONs.
 
 A run is done when its JSON exists (``<docs_dir>/runs/<arm>/<variant>/seed<k>.json``,
 committed as it finishes); its work dir (``<out_dir>/work/<arm>/<variant>/seed<k>``)
-holds the checkpoints an interrupted run resumes from.  Runs are ordered seed first,
+holds the checkpoints an interrupted run resumes from.  A study over deformation levels
+(``levels``) puts the level in both paths (``runs/<arm>/<level>/...``), and a deformable
+variant trained with another offset recipe than the quick-start one is named
+``<variant>+<recipe>`` (``dcnv2+ramp``).  Runs are ordered seed first,
 so a study stopped early (or ``--max-runs``) covers every cell with the seeds it
 finished, each variant paired with its baseline seed.
 """
@@ -10,36 +14,43 @@ import concurrent.futures
 import json
 import os
 import os.path as osp
+import re
 import signal
-import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from .constants import ARMS, ON_OBJECT_IMAGES, QUICK, SEEDS, SWEEPS, VARIANTS
+from .constants import (ARMS, DEFORMATION, DEFORMATION_LEVELS, OFFSET_RECIPE, OFFSET_RECIPES,
+                        ON_OBJECT_IMAGES, QUICK, SEEDS, SWEEPS, VARIANTS, is_deformable)
+from .progress import log
 from .recipe import Recipe, ensure_dataset, stretched_from
-from .records import read_scalars  # noqa: F401  (comparison.demo reads runs through here)
 from .run import exit_code, run_one  # noqa: F401  (exit_code: part of this module's API)
 
 
-def log(msg: str) -> None:
-    # One write per line: runs finishing side by side must not interleave their lines.
-    sys.stdout.write(f'[study {time.strftime("%H:%M:%S")}] {msg}\n')
-    sys.stdout.flush()
+def variant_key(variant: str, offset_recipe: str = OFFSET_RECIPE) -> str:
+    """``variant``, or ``variant+recipe`` for another offset recipe than the default."""
+    return variant if offset_recipe == OFFSET_RECIPE else f'{variant}+{offset_recipe}'
 
 
 class Run:
-    """One arm, variant and seed: its work dir and its JSON."""
+    """One arm, [level,] variant, [offset recipe,] and seed: its work dir and its JSON."""
 
-    def __init__(self, setup: 'StudySetup', arm: str, variant: str, seed: int):
+    def __init__(self, setup: 'StudySetup', arm: str, variant: str, seed: int,
+                 level: Optional[str] = None, offset_recipe: str = OFFSET_RECIPE):
         self.arm, self.variant, self.seed = arm, variant, seed
-        self.work_dir = osp.join(setup.out_dir, 'work', arm, variant, f'seed{seed}')
-        self.result_file = osp.join(setup.docs_dir, 'runs', arm, variant, f'seed{seed}.json')
+        self.level = level or DEFORMATION
+        self.offset_recipe = offset_recipe if is_deformable(variant) else OFFSET_RECIPE
+        self.key = variant_key(variant, self.offset_recipe)
+        parts = [arm] + ([level] if level else []) + [self.key]
+        self.work_dir = osp.join(setup.out_dir, 'work', *parts, f'seed{seed}')
+        self.result_file = osp.join(setup.docs_dir, 'runs', *parts, f'seed{seed}.json')
+        self._parts = parts
 
     @property
     def name(self) -> str:
-        return f'{self.arm}/{self.variant}/seed{self.seed}'
+        return '/'.join(self._parts) + f'/seed{self.seed}'
 
     def done(self) -> bool:
         return osp.isfile(self.result_file)
@@ -60,6 +71,10 @@ class StudySetup:
         docs_dir (str): the runs' JSONs (``runs/``) and the report.
         jobs (int): runs at the same time; threads (int): torch threads per run.
         sweeps (dict): transform -> values; on_object_images (int): see constants.
+        levels: deformation levels (:data:`~.constants.DEFORMATION_LEVELS`), each with its
+            own dataset; None: the study's one ``moderate`` dataset, no level in the paths.
+        offset_recipes: the deformable variants' offset recipes
+            (:data:`~.constants.OFFSET_RECIPES`); the baseline trains once whatever they are.
     """
     recipe: Recipe
     out_dir: str
@@ -71,10 +86,15 @@ class StudySetup:
     threads: int = 1
     sweeps: Dict[str, Sequence[float]] = field(default_factory=lambda: dict(SWEEPS))
     on_object_images: int = ON_OBJECT_IMAGES
+    levels: Optional[Sequence[str]] = None
+    offset_recipes: Sequence[str] = (OFFSET_RECIPE,)
 
     def __post_init__(self):
         for name, values, allowed in (('arms', self.arms, ARMS),
-                                      ('variants', self.variants, VARIANTS)):
+                                      ('variants', self.variants, VARIANTS),
+                                      ('levels', self.levels or [DEFORMATION],
+                                       DEFORMATION_LEVELS),
+                                      ('offset_recipes', self.offset_recipes, OFFSET_RECIPES)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f'{name}: expected some of {list(allowed)}, got {list(values)}')
@@ -95,10 +115,27 @@ class StudySetup:
         args.update({k: v for k, v in kwargs.items() if v is not None})
         return cls(recipe, out_dir, docs_dir, **args)
 
+    def describe(self) -> str:
+        """``'2 arms x 4 variants x 5 seeds'`` (levels and offset recipes when several)."""
+        parts = [f'{len(self.arms)} arms']
+        if self.levels:
+            parts.append(f'{len(self.levels)} levels')
+        parts.append(f'{len(self.variants)} variants')
+        if len(self.offset_recipes) > 1:
+            parts.append(f'{len(self.offset_recipes)} offset recipes')
+        return ' x '.join(parts + [f'{len(self.seeds)} seeds'])
+
     def runs(self) -> List[Run]:
-        """Every run of the grid, seed first."""
-        return [Run(self, arm, variant, seed) for seed in self.seeds for arm in self.arms
-                for variant in self.variants]
+        """Every run of the grid, seed first (the baseline once per arm, level and seed)."""
+        out = []
+        for seed in self.seeds:
+            for arm in self.arms:
+                for level in self.levels or [None]:
+                    for variant in self.variants:
+                        recipes = self.offset_recipes if is_deformable(variant) else [
+                            OFFSET_RECIPE]
+                        out += [Run(self, arm, variant, seed, level, r) for r in recipes]
+        return out
 
     def command(self) -> str:
         """The command line of this grid (where runs and the report go left out)."""
@@ -107,9 +144,12 @@ class StudySetup:
         parts = ['python tools/study.py'] + (['--quick'] if quick else [])
         if stretched_from(self.recipe):
             parts.append(f'--epochs {self.recipe.length}')
-        for name in ('arms', 'variants', 'seeds'):
+        if self.levels:
+            parts.append('--levels ' + ','.join(self.levels))
+        for name in ('arms', 'variants', 'offset_recipes', 'seeds'):
             if tuple(getattr(self, name)) != tuple(getattr(ref, name)):
-                parts.append(f'--{name} ' + ','.join(map(str, getattr(self, name))))
+                flag = name.replace('_', '-')
+                parts.append(f'--{flag} ' + ','.join(map(str, getattr(self, name))))
         return ' '.join(parts)
 
 
@@ -140,8 +180,13 @@ def check_finished(runs: Sequence[Run], recipe: Recipe) -> None:
                          'recipe they were trained with')
 
 
-def run_grid(setup: StudySetup, max_runs: Optional[int] = None) -> List[Run]:
+def run_grid(setup: StudySetup, max_runs: Optional[int] = None,
+             adopt_from: Optional[str] = None) -> List[Run]:
     """Train and evaluate every run without a JSON (at most ``max_runs``); the failed ones.
+
+    ``adopt_from``: the docs dir of a one-level study (``docs/study``) whose finished
+    ``moderate`` runs this grid takes over instead of training them again, when they are
+    the same run (:func:`adopt_finished`).
 
     Raises:
         ValueError: a finished run has another recipe (:func:`check_finished`).
@@ -150,24 +195,68 @@ def run_grid(setup: StudySetup, max_runs: Optional[int] = None) -> List[Run]:
     from .recipe import run_config
     from .sweep import prepare_splits
     runs = setup.runs()
+    if adopt_from:
+        for run in runs:
+            if not run.done() and adopt_finished(run, setup, adopt_from):
+                log(f'{run.name}: taken over from {adopt_from} (the same run)')
     check_finished(runs, setup.recipe)
     todo = [r for r in runs if not r.done()]
     if max_runs is not None:
         todo = todo[:max_runs]
-    log(f'{len(runs)} runs ({len(setup.arms)} arms x {len(setup.variants)} variants x '
-        f'{len(setup.seeds)} seeds; {setup.recipe.describe()}); {len(runs) - len(todo)} '
-        f'already finished or left for later, {len(todo)} to train, {setup.jobs} at a time '
-        f'with {setup.threads} thread(s) each')
+    log(f'{len(runs)} runs ({setup.describe()}; {setup.recipe.describe()}); '
+        f'{len(runs) - len(todo)} already finished or left for later, {len(todo)} to train, '
+        f'{setup.jobs} at a time with {setup.threads} thread(s) each')
     if not todo:
         return []
-    root = ensure_dataset(setup.out_dir, setup.recipe, log)
-    cache_dir = osp.join(setup.out_dir, 'splits', osp.basename(root))
-    count = prepare_splits(run_config(setup.recipe, root), setup.sweeps, cache_dir)
-    log(f'{count} transformed val splits in {cache_dir}')
-    return _run_all(todo, setup, root, cache_dir)
+    data = {}
+    for level in sorted({r.level for r in todo}, key=DEFORMATION_LEVELS.index):
+        root = ensure_dataset(setup.out_dir, setup.recipe, log, level)
+        cache_dir = osp.join(setup.out_dir, 'splits', osp.basename(root))
+        count = prepare_splits(run_config(setup.recipe, root), setup.sweeps, cache_dir)
+        log(f'{count} transformed val splits in {cache_dir}')
+        data[level] = (root, cache_dir)
+    return _run_all(todo, setup, data)
 
 
-def _run_all(todo: Sequence[Run], setup: StudySetup, root: str, cache_dir: str) -> List[Run]:
+def adopt_finished(run: Run, setup: StudySetup, source_docs: str) -> bool:
+    """Copy the finished run of the one-level study in ``source_docs`` that is ``run``
+    (the ``moderate`` level, the same arm, variant, offset recipe and seed, the same
+    recipe, and the same run settings but for where the dataset lies) into ``run``'s
+    JSON, with ``adopted_from``; whether it did.  The study's own rule decides: anything
+    else differing, and the run is trained here.
+    """
+    from .recipe import dataset_root, run_overrides
+    from ..utils import write_json_atomic
+    from .run import portable
+    if run.level != DEFORMATION:
+        return False
+    source = Run(StudySetup(setup.recipe, setup.out_dir, source_docs, arms=[run.arm],
+                            variants=[run.variant], seeds=[run.seed],
+                            offset_recipes=[run.offset_recipe]),
+                 run.arm, run.variant, run.seed, None, run.offset_recipe)
+    if not source.done():
+        return False
+    record = source.result()
+    if record.get('recipe') != setup.recipe.as_dict():
+        return False
+    mine = run_overrides(setup.recipe, dataset_root(setup.out_dir, setup.recipe, run.level),
+                         run.seed, run.arm, offset_recipe=run.offset_recipe)
+    theirs = json.loads(json.dumps(record['overrides']))
+    if portable(_strip_roots(mine)) != _strip_roots(theirs):
+        return False
+    record.update(level=run.level, offset_recipe=run.offset_recipe,
+                  adopted_from=portable(source.result_file))
+    write_json_atomic(run.result_file, record)
+    return True
+
+
+def _strip_roots(overrides):
+    """``overrides`` with every dataset path cut to the part after the study's folder."""
+    text = json.dumps(overrides)
+    return json.loads(re.sub(r'[^"]*/data/', 'DATA/', text))
+
+
+def _run_all(todo: Sequence[Run], setup: StudySetup, data: Dict[str, tuple]) -> List[Run]:
     stop = Stop()
 
     def on_signal(signum, frame):
@@ -184,9 +273,9 @@ def _run_all(todo: Sequence[Run], setup: StudySetup, root: str, cache_dir: str) 
             return
         log(f'training {run.name}')
         try:
-            result = run_one(run, setup, root, cache_dir, stop.children, log)
-        except Exception as e:   # one run's failure must not take the other runs down
-            log(f'FAILED {run.name}: {type(e).__name__}: {e}')
+            result = run_one(run, setup, *data[run.level], stop.children, log)
+        except Exception:   # one run's failure must not take the other runs down
+            log(f'FAILED {run.name}:\n{traceback.format_exc()}')
             result = None
         if stop.is_set():
             return

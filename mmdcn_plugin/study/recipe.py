@@ -9,18 +9,16 @@ augmentation; ``--quick`` also shortens the schedule to a few iterations on a fe
 and ``--epochs`` stretches it (the LR drops at the same fractions of training).
 """
 import copy
-import json
 import os
 import os.path as osp
 import pprint
-import subprocess
-import sys
 import threading
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
 from ..pretrain import pretrained_digest
-from .constants import AUGMENTATION, BASE_CONFIG, DATA_SEED, DEFORMATION, QUICK, TOOLS
+from .constants import (AUGMENTATION, BASE_CONFIG, DATA_SEED, DEFORMATION, DEFORMATION_LEVELS,
+                        OFFSET_RECIPE, OFFSET_RECIPES, QUICK)
 
 
 @dataclass(frozen=True)
@@ -190,12 +188,35 @@ def _load_config(path: str):
         return Config.fromfile(path)
 
 
+def offset_recipe_overrides(name: str, config: str = BASE_CONFIG) -> dict:
+    """What offset recipe ``name`` (:data:`~.constants.OFFSET_RECIPES`) changes in
+    ``config``: the heads' ``lr_mult`` and, for a ramp, ``custom_hooks`` (the config's
+    own, then :class:`~mmdcn_plugin.hooks.OffsetLrRampHook`).  ``{}`` for ``'slow'``.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in OFFSET_RECIPES:
+        raise ValueError(f'offset_recipe: expected one of {list(OFFSET_RECIPES)}, got {name!r}')
+    spec = OFFSET_RECIPES[name]
+    out = {}
+    if spec['lr_mult'] is not None:
+        out['optim_wrapper'] = dict(paramwise_cfg=dict(
+            custom_keys={'offset_head': dict(lr_mult=spec['lr_mult'])}))
+    if spec['ramp'] is not None:
+        hooks = _plain(_load_config(config).get('custom_hooks') or [])
+        out['custom_hooks'] = hooks + [dict(type='OffsetLrRampHook', **spec['ramp'])]
+    return out
+
+
 def run_overrides(recipe: Recipe, data_root: str, seed: int, arm: str,
-                  config: str = BASE_CONFIG) -> dict:
-    """What a run's config changes in its variant's config (nested, as a config file)."""
+                  config: str = BASE_CONFIG, offset_recipe: str = OFFSET_RECIPE) -> dict:
+    """What a run's config changes in its variant's config (nested, as a config file);
+    ``offset_recipe`` only for a deformable variant (see :func:`offset_recipe_overrides`)."""
     root = data_root.rstrip('/') + '/'
     out = dict(randomness=dict(seed=seed),
                default_hooks=dict(checkpoint=dict(max_keep_ckpts=1)))
+    out.update(offset_recipe_overrides(offset_recipe, config))
     for split in ('train', 'val', 'test'):
         out[f'{split}_dataloader'] = dict(num_workers=0, persistent_workers=False,
                                           dataset=dict(data_root=root))
@@ -248,24 +269,19 @@ def write_run_config(path: str, variant_config: str, overrides: dict) -> str:
     return text
 
 
-def ensure_dataset(out_dir: str, recipe: Recipe, log=print) -> str:
-    """Generate the study's dataset once (moderate deformation, generator seed 0); its root."""
-    root = osp.join(out_dir, 'data', f'{DEFORMATION}_{recipe.num_train}x{recipe.num_val}_'
+def dataset_root(out_dir: str, recipe: Recipe, deformation: str = DEFORMATION) -> str:
+    """Where the study keeps its generated dataset of ``deformation``."""
+    return osp.join(out_dir, 'data', f'{deformation}_{recipe.num_train}x{recipe.num_val}_'
                     f'{recipe.image_size}px')
-    spec = dict(deformation=DEFORMATION, num_train=recipe.num_train, num_val=recipe.num_val,
-                seed=DATA_SEED, image_size=recipe.image_size)
-    spec_file = osp.join(root, 'study_spec.json')
-    if osp.isfile(spec_file):
-        with open(spec_file) as f:
-            if json.load(f) == spec:
-                return root
-    log(f'generating the {DEFORMATION!r} dataset ({recipe.num_train} train + '
-        f'{recipe.num_val} val images) into {root}')
-    subprocess.run([sys.executable, osp.join(TOOLS, 'make_synthetic_coco.py'),
-                    '--out-dir', root, '--num-train', str(recipe.num_train),
-                    '--num-val', str(recipe.num_val), '--seed', str(DATA_SEED),
-                    '--deformation', DEFORMATION, '--image-size', str(recipe.image_size),
-                    '--no-progress'], check=True)
-    with open(spec_file, 'w') as f:
-        json.dump(spec, f)
-    return root
+
+
+def ensure_dataset(out_dir: str, recipe: Recipe, log=print,
+                   deformation: str = DEFORMATION) -> str:
+    """Generate the study's dataset of ``deformation`` once (generator seed 0); its root."""
+    from ..synthetic import ensure_synthetic_coco
+    if deformation not in DEFORMATION_LEVELS:
+        raise ValueError(f'deformation: expected one of {list(DEFORMATION_LEVELS)}, got '
+                         f'{deformation!r}')
+    return ensure_synthetic_coco(dataset_root(out_dir, recipe, deformation), recipe.num_train,
+                                 recipe.num_val, recipe.image_size, deformation, DATA_SEED,
+                                 log)

@@ -2,7 +2,7 @@
 
 Reads ``<work_dir>/<timestamp>/vis_data/scalars.json`` of every session of a work dir
 (a resumed run has several).  ``read_scalars`` is also what
-:mod:`mmdcn_plugin.comparison` reads its runs with (through ``study.grid``).
+:mod:`mmdcn_plugin.comparison` reads its runs with.
 """
 import json
 import os

@@ -1,7 +1,8 @@
 """One run of the study: train (resumable), evaluate, write its JSON.
 
-Training is the repository's ``tools/train.py --resume`` in a child process (an
-interrupted run continues from its last checkpoint); the evaluation is
+Training is MMDetection's ``train.py --resume`` through the package
+(:mod:`mmdcn_plugin.engine.mmdet_tools`) in a child process (an interrupted run
+continues from its last checkpoint); the evaluation is
 :mod:`.sweep` in a second one.  The run's JSON (:func:`run_record`) is written only
 when both finished, atomically, so a run with a JSON is complete.
 """
@@ -14,7 +15,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from .constants import BASE_CONFIG, METRICS, REPO_ROOT, TOOLS, variant_config
+from .constants import BASE_CONFIG, METRICS, REPO_ROOT, variant_config
 from .records import (final_metrics, read_offset_stats, read_scalars, seconds_per_iter,
                       val_curve)
 
@@ -50,14 +51,13 @@ def run_child(cmd: List[str], log_file: str, threads: int, children: set
     return exit_code(status), time.time() - start, usage.ru_maxrss / 1024
 
 
-def last_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint MMEngine wrote last (``work_dir/last_checkpoint``), if any."""
-    path = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        ckpt = f.read().strip()
-    return ckpt if ckpt and osp.isfile(ckpt) else None
+def portable(value):
+    """``value`` (a path, text or JSON-able structure) with the checkout's absolute path
+    cut from every path inside it: the JSONs are committed."""
+    here = REPO_ROOT + os.sep
+    if isinstance(value, str):
+        return value.replace(here, '')
+    return json.loads(json.dumps(value).replace(json.dumps(here)[1:-1], ''))
 
 
 def tail(log_file: str, lines: int = 25) -> str:
@@ -76,15 +76,12 @@ def run_record(run, setup, config_text: str, overrides: dict, train: List[dict],
     """
     from ..utils import machine_line
     recipe = setup.recipe
-    # Paths inside the checkout are written relative to it (the JSONs are committed).
-    here = REPO_ROOT + os.sep
-    overrides = json.loads(json.dumps(overrides).replace(json.dumps(here)[1:-1], ''))
-    config_text = config_text.replace(here, '')
     return dict(
-        schema=SCHEMA, arm=run.arm, variant=run.variant, seed=run.seed,
+        schema=SCHEMA, arm=run.arm, variant=run.variant, seed=run.seed, level=run.level,
+        offset_recipe=run.offset_recipe,
         config=osp.relpath(variant_config(run.variant), REPO_ROOT),
         recipe_config=osp.relpath(BASE_CONFIG, REPO_ROOT), recipe=recipe.as_dict(),
-        overrides=overrides, run_config=config_text,
+        overrides=portable(overrides), run_config=portable(config_text),
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         machine=machine_line(), threads=setup.threads, jobs=setup.jobs,
         iterations=max((int(r.get('iter', r.get('step', 0))) for r in train), default=0),
@@ -99,16 +96,18 @@ def run_record(run, setup, config_text: str, overrides: dict, train: List[dict],
 def run_one(run, setup, data_root: str, cache_dir: str, children: set,
             log=print) -> Optional[dict]:
     """Train and evaluate ``run``; write and return its JSON (None on failure, logged)."""
+    from ..engine.mmdet_tools import tool_command
+    from ..utils import last_checkpoint, write_json_atomic
     from .recipe import run_overrides, write_run_config
     os.makedirs(run.work_dir, exist_ok=True)
-    overrides = run_overrides(setup.recipe, data_root, run.seed, run.arm)
+    overrides = run_overrides(setup.recipe, data_root, run.seed, run.arm,
+                              offset_recipe=run.offset_recipe)
     # Beside the work dir, not in it: MMEngine dumps the merged config into the work dir
     # under the config's own file name.
     config = run.work_dir + '.py'
     text = write_run_config(config, variant_config(run.variant), overrides)
     log_file = osp.join(run.work_dir, 'study.log')
-    cmd = [sys.executable, osp.join(TOOLS, 'train.py'), config, '--work-dir', run.work_dir,
-           '--resume']
+    cmd = tool_command('train', config, '--work-dir', run.work_dir, '--resume')
     rc, train_wall, rss = run_child(cmd, log_file, setup.threads, children)
     checkpoint = last_checkpoint(run.work_dir)
     if rc != 0 or checkpoint is None:
@@ -135,8 +134,5 @@ def run_one(run, setup, data_root: str, cache_dir: str, children: set,
     record = run_record(run, setup, text, overrides, train, val, checkpoint, evaluation,
                         dict(train=train_wall, eval=eval_wall), max(rss, eval_rss),
                         read_offset_stats(run.work_dir))
-    os.makedirs(osp.dirname(run.result_file), exist_ok=True)
-    with open(run.result_file + '.tmp', 'w') as f:
-        json.dump(record, f, indent=1)
-    os.replace(run.result_file + '.tmp', run.result_file)   # never a half-written result
+    write_json_atomic(run.result_file, record)   # never a half-written result
     return record

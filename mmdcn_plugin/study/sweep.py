@@ -52,7 +52,7 @@ def evaluate_run(config: str, checkpoint: str, sweeps: Dict[str, Sequence[float]
     """
     from ..robustness import (evaluate_on_splits, load_config, metrics_row, on_object_by_value,
                               parse_values, source_split, split_name, write_transformed_split)
-    from ..robustness.evaluate import log
+    from .progress import log
     cfg = load_config(config)
     ann_file, img_dir = source_split(cfg)
     # Every split of every transform through one Runner: one model build and one

@@ -4,5 +4,6 @@
 ``tools/make_synthetic_coco.py`` can load that file without torch or mmdet.
 """
 from .coco import CLASSES, DEFORMATION_LEVELS, generate_synthetic_coco
+from .ensure import ensure_synthetic_coco
 
-__all__ = ['CLASSES', 'DEFORMATION_LEVELS', 'generate_synthetic_coco']
+__all__ = ['CLASSES', 'DEFORMATION_LEVELS', 'generate_synthetic_coco', 'ensure_synthetic_coco']

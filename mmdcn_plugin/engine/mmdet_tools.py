@@ -1,5 +1,12 @@
 """Run one of MMDetection's own tools (shipped in ``mmdet/.mim/tools``) unchanged.
 
+    python -m mmdcn_plugin.engine.mmdet_tools train CONFIG [mmdet's train.py arguments]
+    python -m mmdcn_plugin.engine.mmdet_tools test CONFIG CHECKPOINT [...]
+
+is what ``tools/train.py`` and ``tools/test.py`` run, and what the study and ``make
+demo`` start in their child processes: it needs the installed package and mmdet only,
+no checkout.
+
 The plugin is imported first, so its layers are registered and MMEngine's
 checkpoints load under torch >= 2.6 (see ``mmdcn_plugin/checkpoint.py``) even for
 configs without ``custom_imports``.  On a machine without CUDA, a run launched by
@@ -46,12 +53,39 @@ def adapt_for_cpu_distributed(argv):
     return list(argv) + ['--cfg-options', *CPU_DIST_CFG_OPTIONS]
 
 
-def run_mmdet_tool(name: str) -> int:
+def run_mmdet_tool(name: str, argv=None) -> int:
+    """Run mmdet's ``name`` (``'train.py'``, ``'test.py'``) with ``argv`` (default: this
+    process's arguments)."""
     import mmdcn_plugin  # noqa: F401  (registers the layers; safe checkpoint loading)
     path = mmdet_tool_path(name)
-    sys.argv = [path] + adapt_for_cpu_distributed(sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    sys.argv = [path] + adapt_for_cpu_distributed(argv)
     spec = importlib.util.spec_from_file_location(f'mmdet_tools_{name[:-3]}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main()
     return 0
+
+
+#: ``python -m mmdcn_plugin.engine.mmdet_tools NAME ...``: the tools it runs.
+TOOLS = ('train', 'test')
+
+
+def tool_command(name: str, *args: str) -> list:
+    """The command line of a child process running mmdet's ``name`` tool through this
+    module: ``[python, -m, mmdcn_plugin.engine.mmdet_tools, name, *args]``."""
+    if name not in TOOLS:
+        raise ValueError(f'name: expected one of {list(TOOLS)}, got {name!r}')
+    return [sys.executable, '-m', 'mmdcn_plugin.engine.mmdet_tools', name, *args]
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in TOOLS:
+        raise SystemExit(f'usage: python -m mmdcn_plugin.engine.mmdet_tools {{{",".join(TOOLS)}}} '
+                         f'ARGS...; got {argv[:1] or "nothing"}')
+    return run_mmdet_tool(argv[0] + '.py', argv[1:])
+
+
+if __name__ == '__main__':
+    sys.exit(main())
