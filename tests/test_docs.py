@@ -1,7 +1,8 @@
 """The commands and links of README.md and docs/**/*.md are true, so they cannot go stale.
 
 Every Markdown file of the README and ``docs/`` is read, generated reports included
-(``docs/study/results.md`` names the command that built it).  From its shell code blocks
+(``docs/study/results.md`` names the command that built it), and the READMEs of
+``configs/`` and ``weights/``.  From its shell code blocks
 (``bash``, ``sh``, ``shell``, ``console`` or no language) and its inline code, every
 command that calls
 
@@ -68,12 +69,18 @@ def _pending(path: str) -> bool:
 
 
 def doc_files() -> List[str]:
-    """README.md and every .md under docs/, as paths relative to the root."""
+    """README.md, every .md under docs/, and the READMEs of configs/ and weights/ (they
+    give commands too), as paths relative to the root."""
     files = ['README.md']
     for dirpath, dirnames, filenames in os.walk(osp.join(ROOT, 'docs')):
         dirnames.sort()
         files += [osp.relpath(osp.join(dirpath, f), ROOT) for f in sorted(filenames)
                   if f.endswith('.md')]
+    for folder in ('configs', 'weights'):
+        for dirpath, dirnames, filenames in os.walk(osp.join(ROOT, folder)):
+            dirnames.sort()
+            if 'README.md' in filenames:
+                files.append(osp.relpath(osp.join(dirpath, 'README.md'), ROOT))
     return files
 
 
