@@ -147,17 +147,6 @@ def test_mmcv_takes_cuda_tensors_only_when_built_with_cuda(monkeypatch):
     assert resolve_backend('mmcv', cuda) == 'mmcv'
 
 
-@pytest.mark.skipif(not mmcv_impl.mmcv_ops_available(), reason="mmcv's ops are not built")
-@pytest.mark.parametrize('version,with_cuda', [('not available', False),
-                                               ('rocm not available', False), ('', False),
-                                               ('12.1', True), ('11.8', True)])
-def test_mmcv_cuda_build_is_read_from_mmcv(monkeypatch, version, with_cuda):
-    """What mmcv's get_compiling_cuda_version says (csrc/pytorch/info.cpp) decides."""
-    import mmcv.ops
-    monkeypatch.setattr(mmcv.ops, 'get_compiling_cuda_version', lambda: version)
-    assert mmcv_impl.mmcv_cuda_available.__wrapped__() is with_cuda
-
-
 def test_tracing_uses_the_traceable_backend():
     """jit.trace of the default backend records the pure-PyTorch graph and matches eager."""
     problem = _base()
