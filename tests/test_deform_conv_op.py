@@ -1,4 +1,9 @@
-"""The functional op: every backend against the loop reference and mmcv, in float64."""
+"""The functional op: every backend against the loop reference and mmcv, in float64.
+
+The correctness tests run on the ``device`` fixture (``--device cuda`` on a GPU): the
+problem is made on the CPU, the backend runs on the device, and the loop reference and
+mmcv's raw kernels run on the CPU copy.
+"""
 import warnings
 
 import pytest
@@ -6,14 +11,16 @@ import torch
 import torch.nn.functional as F
 
 import mmdcn_plugin.ops.deform_conv as op_module
-from helpers import make_problem, output_and_grads, tensors_of
+from helpers import (backends_on, make_problem, on_device, on_fake_cuda, output_and_grads,
+                     skip_unless_runs_on, tensors_of)
 from mmdcn_plugin.ops import (available_backends, deform_conv2d, deform_conv2d_reference,
                               inside_image, sampling_points)
 from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl
 
 HAS_MMCV = mmcv_impl.mmcv_ops_available()
 needs_mmcv = pytest.mark.skipif(not HAS_MMCV, reason="mmcv's compiled ops are not built")
-CPU_BACKENDS = [b for b in available_backends() if b != 'auto']
+# Collected from what is built here; each test skips those that do not take `device` tensors.
+BACKEND_NAMES = [b for b in available_backends() if b != 'auto']
 
 # Odd geometries: non-square kernels, strides, paddings, dilations, conv groups,
 # deform groups, DCNv1 and DCNv2, with and without bias.
@@ -33,29 +40,43 @@ GEOMETRIES = {
 
 
 def _close(a, b, tol=1e-6):
+    a, b = a.cpu(), b.cpu()
     assert a.shape == b.shape
     assert torch.allclose(a, b, atol=tol, rtol=tol), (a - b).abs().max().item()
 
 
-@pytest.mark.parametrize('geometry', list(GEOMETRIES), ids=list(GEOMETRIES))
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
-def test_backend_matches_loop_reference(backend, geometry):
-    problem = make_problem(**GEOMETRIES[geometry])
-    ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
-    out, grads = output_and_grads(
-        lambda **kw: deform_conv2d(**kw, backend=backend), problem)
-    _close(out, ref_out)
+def _op(backend):
+    return lambda **kw: deform_conv2d(**kw, backend=backend)
+
+
+def _assert_matches(result, reference, device, tol=1e-6, grad_tol=None):
+    """``result`` (output, gradients) was computed on ``device`` and equals ``reference``."""
+    (out, grads), (ref_out, ref_grads) = result, reference
+    assert out.device.type == device.type
+    _close(out, ref_out, tol)
     for name in ref_grads:
-        _close(grads[name], ref_grads[name])
+        assert grads[name].device.type == device.type, name
+        _close(grads[name], ref_grads[name], grad_tol or tol)
+
+
+@pytest.mark.parametrize('geometry', list(GEOMETRIES), ids=list(GEOMETRIES))
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
+def test_backend_matches_loop_reference(backend, geometry, device):
+    skip_unless_runs_on(backend, device)
+    problem = make_problem(**GEOMETRIES[geometry])
+    reference = output_and_grads(deform_conv2d_reference, problem)
+    _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                    device)
 
 
 @needs_mmcv
 @pytest.mark.parametrize('geometry', list(GEOMETRIES), ids=list(GEOMETRIES))
-@pytest.mark.parametrize('backend', [b for b in CPU_BACKENDS if b != 'mmcv'])
-def test_backend_matches_mmcv_kernels(backend, geometry):
-    """Output and all five gradients equal mmcv's own kernels in float64."""
+@pytest.mark.parametrize('backend', [b for b in BACKEND_NAMES if b != 'mmcv'])
+def test_backend_matches_mmcv_kernels(backend, geometry, device):
+    """Output and all five gradients equal mmcv's own (CPU) kernels in float64."""
     from mmcv.ops import deform_conv2d as mmcv_v1, modulated_deform_conv2d as mmcv_v2
 
+    skip_unless_runs_on(backend, device)
     problem = make_problem(**GEOMETRIES[geometry], offset_scale=3.0, seed=5)
     groups = problem['input'].shape[1] // problem['weight'].shape[1]
     deform_groups = problem['offset'].shape[1] // (2 * problem['weight'][0, 0].numel())
@@ -68,11 +89,9 @@ def test_backend_matches_mmcv_kernels(backend, geometry):
         return mmcv_v2(input, offset, mask, weight, bias, stride, padding, dilation, groups,
                        deform_groups)
 
-    ref_out, ref_grads = output_and_grads(mmcv_raw, problem)
-    out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend), problem)
-    _close(out, ref_out)
-    for name in ref_grads:
-        _close(grads[name], ref_grads[name])
+    reference = output_and_grads(mmcv_raw, problem)
+    _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                    device)
 
 
 def _border_problem(points, h=4, w=5, modulated=False):
@@ -104,19 +123,18 @@ BORDER_POINTS = [(-1.0, 2.0), (2.0, -1.0), (-0.5, 2.0), (0.0, 0.0), (1.0, 3.0), 
 
 
 @pytest.mark.parametrize('modulated', [False, True])
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
-def test_border_rule_matches_reference(backend, modulated):
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
+def test_border_rule_matches_reference(backend, modulated, device):
+    skip_unless_runs_on(backend, device)
     problem = _border_problem(BORDER_POINTS, modulated=modulated)
-    ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
-    out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend), problem)
-    _close(out, ref_out)
-    for name in ref_grads:
-        _close(grads[name], ref_grads[name])
+    reference = output_and_grads(deform_conv2d_reference, problem)
+    _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                    device)
 
 
 @needs_mmcv
 @pytest.mark.parametrize('modulated', [False, True])
-def test_border_rule_matches_mmcv(modulated):
+def test_border_rule_matches_mmcv(modulated, device):
     from mmcv.ops import deform_conv2d as mmcv_v1, modulated_deform_conv2d as mmcv_v2
     problem = _border_problem(BORDER_POINTS, modulated=modulated)
 
@@ -125,25 +143,23 @@ def test_border_rule_matches_mmcv(modulated):
             return mmcv_v1(input, offset, weight, 1, 0, 1, 1, 1, False, input.shape[0])
         return mmcv_v2(input, offset, mask, weight, None, 1, 0, 1, 1, 1)
 
-    ref_out, ref_grads = output_and_grads(mmcv_raw, problem)
-    for backend in CPU_BACKENDS:
-        out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend),
-                                      problem)
-        _close(out, ref_out)
-        for name in ref_grads:
-            _close(grads[name], ref_grads[name])
+    reference = output_and_grads(mmcv_raw, problem)
+    for backend in backends_on(device):
+        _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                        device)
 
 
-def test_border_rule_pinned_values():
+def test_border_rule_pinned_values(device):
     """The coordinate gradient at the border, written out by hand."""
     h, w = 4, 5
-    problem = _border_problem(BORDER_POINTS, h, w)
-    img = problem['input'][0, 0].detach()
+    problem = on_device(_border_problem(BORDER_POINTS, h, w), device)
+    img = problem['input'][0, 0].detach().cpu()
     out = deform_conv2d(**problem, backend='torch')
     (grad_off,) = torch.autograd.grad(out.sum(), [problem['offset']])
     # Every output pixel of sample i samples the same point; take pixel (0, 0).
-    dy = grad_off[:, 0, 0, 0]
-    dx = grad_off[:, 1, 0, 0]
+    dy = grad_off[:, 0, 0, 0].cpu()
+    dx = grad_off[:, 1, 0, 0].cpu()
+    out = out.cpu()
     # y == -1 exactly: mmcv says zero value and zero gradient, although a naive
     # bilinear has slope img[0, x] there.
     assert out[0, 0, 0, 0] == 0 and dy[0] == 0 and dx[0] == 0
@@ -166,10 +182,10 @@ def test_border_rule_pinned_values():
 
 
 @pytest.mark.parametrize('modulated', [False, True])
-def test_gradcheck_torch_backend(modulated):
+def test_gradcheck_torch_backend(modulated, device):
     problem = make_problem(n=1, c_in=2, h=4, w=5, c_out=2, kernel=(2, 3), stride=1,
                            padding=1, groups=1, deform_groups=2, modulated=modulated,
-                           offset_scale=0.7, seed=3)
+                           offset_scale=0.7, seed=3, device=device)
     names, tensors = tensors_of(problem)
 
     def fn(*ts):
@@ -179,63 +195,64 @@ def test_gradcheck_torch_backend(modulated):
     assert torch.autograd.gradcheck(fn, tuple(tensors), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
 @pytest.mark.parametrize('modulated', [False, True])
-def test_empty_batch_goes_to_the_pure_path(backend, modulated, monkeypatch):
+def test_empty_batch_goes_to_the_pure_path(backend, modulated, monkeypatch, device):
     """Whatever backend is asked for, an empty batch is served by 'torch' (the compiled
     kernels do not all take one): the right shape, and zero gradients."""
+    skip_unless_runs_on(backend, device)
     called = []
     for name, entry in list(BACKENDS.items()):
         def spy(*args, _name=name, _fn=entry.fn):
             called.append(_name)
             return _fn(*args)
         monkeypatch.setitem(BACKENDS, name, entry._replace(fn=spy))
-    problem = make_problem(n=0, modulated=modulated)
+    problem = make_problem(n=0, modulated=modulated, device=device)
     out = deform_conv2d(**problem, backend=backend)
     assert called == ['torch']
-    assert out.shape == (0, 6, 3, 6)
+    assert out.shape == (0, 6, 3, 6) and out.device.type == device.type
     out.sum().backward()
     assert problem['weight'].grad is not None
     assert torch.count_nonzero(problem['weight'].grad) == 0
     assert problem['input'].grad.shape == problem['input'].shape
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
-def test_non_contiguous_inputs(backend):
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
+def test_non_contiguous_inputs(backend, device):
+    skip_unless_runs_on(backend, device)
     problem = make_problem(seed=7)
     expected = deform_conv2d_reference(**problem)
-    nc = dict(problem)
+    nc = on_device(problem, device)
     # Same values, other strides: channels-last input, transposed-then-back offset.
-    nc['input'] = problem['input'].detach().to(memory_format=torch.channels_last)
-    nc['offset'] = problem['offset'].detach().transpose(2, 3).contiguous().transpose(2, 3)
-    nc['mask'] = problem['mask'].detach()[:, :, :, :].transpose(0, 1).contiguous().transpose(0, 1)
-    nc['weight'] = problem['weight'].detach().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    nc['input'] = nc['input'].detach().to(memory_format=torch.channels_last)
+    nc['offset'] = nc['offset'].detach().transpose(2, 3).contiguous().transpose(2, 3)
+    nc['mask'] = nc['mask'].detach()[:, :, :, :].transpose(0, 1).contiguous().transpose(0, 1)
+    nc['weight'] = nc['weight'].detach().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     assert not nc['offset'].is_contiguous() and not nc['weight'].is_contiguous()
     _close(deform_conv2d(**nc, backend=backend), expected)
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
 @pytest.mark.parametrize('modulated', [False, True])
-def test_map_smaller_than_kernel(backend, modulated):
+def test_map_smaller_than_kernel(backend, modulated, device):
     """1x1 and 2x1 maps with a padded 3x3 kernel (c5 of small images)."""
+    skip_unless_runs_on(backend, device)
     for h, w in ((1, 1), (2, 1)):
         problem = make_problem(n=2, c_in=2, h=h, w=w, c_out=2, kernel=3, stride=1, padding=1,
                                groups=1, deform_groups=1, modulated=modulated)
-        ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
-        out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend),
-                                      problem)
-        _close(out, ref_out)
-        for name in ref_grads:
-            _close(grads[name], ref_grads[name])
+        reference = output_and_grads(deform_conv2d_reference, problem)
+        _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                        device)
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
 @pytest.mark.parametrize('modulated', [False, True])
-def test_batch_sizes_never_refused(backend, modulated):
+def test_batch_sizes_never_refused(backend, modulated, device):
     """mmcv's DCNv1 asserts batch % im2col_step == 0 (33 with a step of 32)."""
+    skip_unless_runs_on(backend, device)
     problem = make_problem(n=33, c_in=2, h=3, w=3, c_out=2, kernel=3, stride=1, padding=1,
                            groups=1, deform_groups=1, modulated=modulated,
-                           dtype=torch.float32)
+                           dtype=torch.float32, device=device)
     out = deform_conv2d(**problem, backend=backend)
     ref = deform_conv2d(**problem, backend='torch')
     assert out.shape == (33, 2, 3, 3)
@@ -249,51 +266,58 @@ def test_im2col_step_divides_batch():
     assert mmcv_impl.im2col_step_for(33) == 11
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
 @pytest.mark.parametrize('value', [1e30, -1e30, float('inf'), float('-inf'), float('nan'), 1e6])
-def test_hostile_offsets(backend, value):
+def test_hostile_offsets(backend, value, device):
     """Huge, infinite and NaN offsets sample zeros: finite output, no crash."""
+    skip_unless_runs_on(backend, device)
     problem = make_problem(dtype=torch.float32, seed=2)
-    offset = problem['offset'].detach().clone()
-    offset[:, ::3] = value
-    problem['offset'] = offset.requires_grad_()
-    out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend), problem)
+    with torch.no_grad():
+        problem['offset'][:, ::3] = value
+    out, grads = output_and_grads(_op(backend), on_device(problem, device))
+    assert out.device.type == device.type
     assert torch.isfinite(out).all()
     for name, g in grads.items():
         assert torch.isfinite(g).all(), name
     # Points thrown out of the image contribute exactly nothing, as in the reference.
     ref = deform_conv2d_reference(**problem)
-    assert torch.allclose(out, ref, atol=1e-4)
+    assert torch.allclose(out.cpu(), ref, atol=1e-4)
 
 
-def test_bf16_and_autocast_cpu():
-    problem = make_problem(dtype=torch.float32, seed=4)
+# The amp dtypes training uses: bfloat16 on the CPU; float16 (--amp) and bfloat16 on CUDA.
+LOW_PRECISION = {'cpu': (torch.bfloat16,), 'cuda': (torch.float16, torch.bfloat16)}
+
+
+def test_low_precision_and_autocast(device):
+    problem = make_problem(dtype=torch.float32, seed=4, device=device)
     expected = deform_conv2d(**problem, backend='torch')
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        for backend in CPU_BACKENDS:
-            out = deform_conv2d(**problem, backend=backend)
-            assert torch.isfinite(out).all()
-            assert torch.allclose(out.float(), expected, atol=2e-2, rtol=2e-2)
-            out.float().sum().backward()
-    for backend in CPU_BACKENDS:
-        bf = {k: (v.detach().bfloat16() if isinstance(v, torch.Tensor) else v)
-              for k, v in problem.items()}
-        out = deform_conv2d(**bf, backend=backend)
-        assert out.dtype == torch.bfloat16
-        assert torch.allclose(out.float(), expected, atol=0.25, rtol=0.05)
+    for dtype in LOW_PRECISION[device.type]:
+        with torch.autocast(device.type, dtype=dtype):
+            for backend in backends_on(device):
+                out = deform_conv2d(**problem, backend=backend)
+                assert torch.isfinite(out).all()
+                # float32 inside autocast, but float16 with mmcv's kernels on CUDA.
+                tol = 5e-2 if out.dtype == torch.float16 else 2e-2
+                assert torch.allclose(out.float(), expected, atol=tol, rtol=tol), backend
+                out.float().sum().backward()
+        for backend in backends_on(device):
+            low = {k: (v.detach().to(dtype) if isinstance(v, torch.Tensor) else v)
+                   for k, v in problem.items()}
+            out = deform_conv2d(**low, backend=backend)
+            assert out.dtype == dtype
+            assert torch.allclose(out.float(), expected, atol=0.25, rtol=0.05), backend
 
 
-@pytest.mark.parametrize('backend', CPU_BACKENDS)
-def test_zero_offsets_float32_match_reference_slopes(backend):
+@pytest.mark.parametrize('backend', BACKEND_NAMES)
+def test_zero_offsets_float32_match_reference_slopes(backend, device):
     """A fresh layer: every point on an integer pixel, where the slope rule decides."""
+    skip_unless_runs_on(backend, device)
     problem = make_problem(n=2, c_in=4, h=7, w=11, c_out=3, kernel=3, stride=1, padding=1,
                            groups=1, deform_groups=2, dtype=torch.float32)
     problem['offset'] = torch.zeros_like(problem['offset']).requires_grad_()
-    ref_out, ref_grads = output_and_grads(deform_conv2d_reference, problem)
-    out, grads = output_and_grads(lambda **kw: deform_conv2d(**kw, backend=backend), problem)
-    _close(out, ref_out, tol=1e-5)
-    for name in ref_grads:
-        _close(grads[name], ref_grads[name], tol=1e-4)
+    reference = output_and_grads(deform_conv2d_reference, problem)
+    _assert_matches(output_and_grads(_op(backend), on_device(problem, device)), reference,
+                    device, tol=1e-5, grad_tol=1e-4)
 
 
 def test_sampling_points_follow_the_op_layout():
@@ -325,19 +349,6 @@ def test_inside_rule_is_the_ops():
     assert ((out != 0) | (torch.arange(len(BORDER_POINTS)) == 3)).tolist() == expected[:12]
 
 
-class _FakeCudaTensor(torch.Tensor):
-    """A CPU tensor that says it is on CUDA: all the op's dispatch looks at."""
-
-    @property
-    def device(self):
-        return torch.device('cuda', 0)
-
-
-def _on_fake_cuda(problem):
-    return {k: (v.detach().as_subclass(_FakeCudaTensor) if isinstance(v, torch.Tensor) else v)
-            for k, v in problem.items()}
-
-
 @pytest.fixture
 def fake_mmcv_cuda(monkeypatch):
     """No GPU here: mmcv 'built with CUDA'; the mmcv and torch kernels record
@@ -365,7 +376,7 @@ def test_deterministic_mode_warns_on_mmcv_cuda_also_under_autocast(fake_mmcv_cud
     if amp:  # what --amp does on a GPU: CUDA float16 autocast
         monkeypatch.setattr(op_module, '_autocast_enabled', lambda device: device == 'cuda')
         monkeypatch.setattr(op_module, '_autocast_dtype', lambda device: torch.float16)
-    problem = _on_fake_cuda(make_problem(dtype=torch.float32))
+    problem = on_fake_cuda(make_problem(dtype=torch.float32))
     torch.use_deterministic_algorithms(True)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -383,7 +394,7 @@ def test_deterministic_mode_warns_on_mmcv_cuda_also_under_autocast(fake_mmcv_cud
 def test_mmcv_without_cuda_refuses_a_cuda_tensor_before_its_kernel(fake_mmcv_cuda,
                                                                    monkeypatch):
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)
-    problem = _on_fake_cuda(make_problem(dtype=torch.float32))
+    problem = on_fake_cuda(make_problem(dtype=torch.float32))
     with pytest.raises(RuntimeError, match=r"backend 'mmcv' does not run on cuda tensors here "
                                            r"\(it runs on: \['cpu'\]"):
         deform_conv2d(**problem, backend='mmcv')

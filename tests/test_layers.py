@@ -1,10 +1,14 @@
-"""DeformableConv2d and the offset heads."""
+"""DeformableConv2d and the offset heads.
+
+The forward checks run on the ``device`` fixture (``--device cuda`` on a GPU).
+"""
 import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 from mmdet.registry import MODELS
 
+from helpers import backends_on, skip_unless_runs_on
 from mmdcn_plugin import ConvOffsetHead, DeformableConv2d, SeparableOffsetHead
 from mmdcn_plugin.ops.backends import mmcv_impl
 
@@ -16,14 +20,14 @@ HEADS = [dict(type='ConvOffsetHead'), dict(type='SeparableOffsetHead'),
 
 @pytest.mark.parametrize('head', HEADS, ids=lambda h: str(sorted(h.items())))
 @pytest.mark.parametrize('modulated', [False, True])
-def test_fresh_layer_is_the_plain_conv(head, modulated):
+def test_fresh_layer_is_the_plain_conv(head, modulated, device):
     torch.manual_seed(0)
     layer = DeformableConv2d(8, 6, 3, stride=2, padding=2, dilation=2, groups=2,
                              deform_groups=2, bias=True, modulated=modulated,
-                             offset_head=head)
+                             offset_head=head).to(device)
     with torch.no_grad():
         layer.bias.normal_()
-    x = torch.randn(2, 8, 11, 9)
+    x = torch.randn(2, 8, 11, 9).to(device)
     conv = F.conv2d(x, layer.weight, None, 2, 2, 2, 2)
     # DCNv2 starts with every mask at sigmoid(0) = 0.5, as mmcv's DCNv2 does.
     expected = (0.5 * conv if modulated else conv) + layer.bias.view(1, -1, 1, 1)
@@ -31,11 +35,11 @@ def test_fresh_layer_is_the_plain_conv(head, modulated):
 
 
 @pytest.mark.parametrize('head', HEADS, ids=lambda h: str(sorted(h.items())))
-def test_mask_scale_2_starts_dcnv2_as_the_plain_conv(head):
+def test_mask_scale_2_starts_dcnv2_as_the_plain_conv(head, device):
     torch.manual_seed(0)
     layer = DeformableConv2d(8, 6, 3, padding=1, bias=True, offset_head=head,
-                             mask_scale=2.0)
-    x = torch.randn(2, 8, 9, 7)
+                             mask_scale=2.0).to(device)
+    x = torch.randn(2, 8, 9, 7).to(device)
     with torch.no_grad():
         layer.bias.normal_()
     assert torch.allclose(layer(x), F.conv2d(x, layer.weight, layer.bias, 1, 1), atol=1e-5)
@@ -43,7 +47,7 @@ def test_mask_scale_2_starts_dcnv2_as_the_plain_conv(head):
     with torch.no_grad():
         layer.offset_head.last_layer().bias.fill_(-2.0)
     offset, mask = layer.offset_and_mask(x)
-    assert torch.allclose(mask, 2 * torch.sigmoid(torch.tensor(-2.0)).expand_as(mask))
+    assert torch.allclose(mask.cpu(), 2 * torch.sigmoid(torch.tensor(-2.0)).expand(mask.shape))
     assert 'mask_scale=2.0' in repr(layer)
 
 
@@ -55,9 +59,9 @@ def test_mask_scale_2_starts_dcnv2_as_the_plain_conv(head):
     dict(kernel_size=5, stride=3, padding=0, dilation=1),
     dict(kernel_size=2, stride=1, padding=0, dilation=3),
 ])
-def test_head_output_grid_matches_main_conv(head, geometry):
-    layer = DeformableConv2d(4, 4, deform_groups=2, offset_head=head, **geometry)
-    x = torch.randn(1, 4, 13, 10)
+def test_head_output_grid_matches_main_conv(head, geometry, device):
+    layer = DeformableConv2d(4, 4, deform_groups=2, offset_head=head, **geometry).to(device)
+    x = torch.randn(1, 4, 13, 10).to(device)
     offset, mask = layer.offset_head(x)
     ref = F.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation)
     k = layer.kernel_size[0] * layer.kernel_size[1]
@@ -112,14 +116,15 @@ def test_initialisers_leave_the_offset_head_at_zero(head):
     assert layer.offset_head(torch.randn(1, 4, 5, 5))[0].abs().sum() == 0
 
 
-def test_layer_works_inside_conv_module_with_head_init():
+def test_layer_works_inside_conv_module_with_head_init(device):
     from mmcv.cnn import ConvModule
     from mmengine.model import initialize
     module = ConvModule(4, 8, 3, padding=1, conv_cfg=dict(type='DeformableConv2d'),
                         norm_cfg=dict(type='GN', num_groups=4))
     initialize(module, dict(type='Normal', layer='Conv2d', std=0.01))
     assert isinstance(module.conv, DeformableConv2d)
-    x = torch.randn(2, 4, 6, 6)
+    module.to(device)
+    x = torch.randn(2, 4, 6, 6).to(device)
     # Offsets still zero: the DCNv2 conv equals 0.5 * the plain conv before the norm.
     expected = 0.5 * F.conv2d(x, module.conv.weight, None, 1, 1)
     assert torch.allclose(module.conv(x), expected, atol=1e-5)
@@ -145,7 +150,7 @@ def test_resnet_init_keeps_offsets_zero():
     dict(type='DeformableConv2d', modulated=True,
          offset_head=dict(type='SeparableOffsetHead', max_offset=8.0)),
 ], ids=['v1-conv', 'v2-conv', 'v1-separable', 'v2-separable'])
-def test_resnet50_c3_c5_trains_a_step(dcn):
+def test_resnet50_c3_c5_trains_a_step(dcn, device):
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
     # zero_init_residual=False: mmdet's default zeroes each block's last norm, which
@@ -154,9 +159,9 @@ def test_resnet50_c3_c5_trains_a_step(dcn):
                  dcn=dict(dcn, deform_groups=1, fallback_on_stride=False),
                  stage_with_dcn=(False, True, True, True))
     net.init_weights()
-    net.train()
+    net.to(device).train()
     # 32x32 makes c5 a 1x1 map: the padded 3x3 kernel is larger than its input.
-    outs = net(torch.randn(2, 3, 32, 32))
+    outs = net(torch.randn(2, 3, 32, 32).to(device))
     assert [o.shape[1] for o in outs] == [512, 1024, 2048]
     assert outs[-1].shape[-2:] == (1, 1)
     sum(o.mean() for o in outs).backward()
@@ -187,8 +192,9 @@ def test_build_conv_layer_under_mmdet_scope_and_without_scope():
 @pytest.mark.parametrize('mmcv_type,modulated,bias', [('DCN', False, False),
                                                       ('DCNv2', True, False),
                                                       ('DCNv2', True, True)])
-def test_mmcv_state_dict_loads_strictly_and_agrees(mmcv_type, modulated, bias):
+def test_mmcv_state_dict_loads_strictly_and_agrees(mmcv_type, modulated, bias, device):
     from mmcv.ops import DeformConv2dPack, ModulatedDeformConv2dPack
+    skip_unless_runs_on('mmcv', device)  # mmcv's own layer runs mmcv's kernels
     cls = {'DCN': DeformConv2dPack, 'DCNv2': ModulatedDeformConv2dPack}[mmcv_type]
     torch.manual_seed(0)
     kwargs = dict(stride=2, padding=1, dilation=1, groups=2, deform_groups=2)
@@ -198,7 +204,8 @@ def test_mmcv_state_dict_loads_strictly_and_agrees(mmcv_type, modulated, bias):
         theirs.conv_offset.bias.normal_(std=0.3)
     ours = DeformableConv2d(8, 6, 3, bias=bias, modulated=modulated, **kwargs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 8, 9, 10)
+    ours.to(device), theirs.to(device)
+    x = torch.randn(2, 8, 9, 10).to(device)
     assert torch.allclose(ours(x), theirs(x), atol=1e-4)
 
 
@@ -255,15 +262,15 @@ def test_extra_repr_names_the_geometry():
     assert 'SeparableOffsetHead(' in text and 'max_offset=5.0' in text
 
 
-def test_layer_backends_agree():
-    from mmdcn_plugin.ops import available_backends
+def test_layer_backends_agree(device):
     torch.manual_seed(0)
     layer = DeformableConv2d(4, 4, 3, padding=1, deform_groups=2)
     with torch.no_grad():
         layer.offset_head.conv.weight.normal_(std=0.5)
-    x = torch.randn(2, 4, 7, 7)
+    layer.to(device)
+    x = torch.randn(2, 4, 7, 7).to(device)
     outs = {}
-    for b in available_backends():
+    for b in ['auto'] + backends_on(device):
         layer.backend = b
         outs[b] = layer(x)
     for b, out in outs.items():
