@@ -127,7 +127,24 @@ def test_infer_tool_without_checkpoint_names_the_config_classes(images, tmp_path
     assert proc.returncode == 0, log[-3000:]
     summary = json.loads((out / 'predictions.json').read_text())
     names = {d['class_name'] for i in summary['images'] for d in i['detections']}
-    assert names <= set(CLASSES), names
+    assert names and names <= set(CLASSES), names
+
+
+def test_inferencer_without_checkpoint_takes_the_config_classes():
+    """Through DetInferencer's model-building step, not by writing into its internals."""
+    import inspect
+    from mmdet.apis import DetInferencer
+    from mmdcn_plugin.apis.inference import build_inferencer
+    # The step overridden (MMEngine's BaseInferencer calls _init_model(cfg, weights, device)).
+    assert list(inspect.signature(DetInferencer._init_model).parameters) == [
+        'self', 'cfg', 'weights', 'device']
+    cfg = Config.fromfile(osp.join(ROOT, QUICK_DCNV2))
+    with pytest.warns(UserWarning, match='weights is None'):
+        inferencer = build_inferencer(cfg, device='cpu')
+    assert isinstance(inferencer, DetInferencer)
+    assert inferencer.model.dataset_meta['classes'] == tuple(CLASSES)
+    assert inferencer.visualizer.dataset_meta['classes'] == tuple(CLASSES)
+    assert 'init_cfg' in cfg.model.backbone and cfg.model.backbone.init_cfg is not None
 
 
 @pytest.mark.parametrize('inputs, kwargs, error, message', [

@@ -47,8 +47,16 @@ def test_crop_window_is_checked(data):
 
 def test_pretraining_is_bitwise_reproducible_and_loads_into_both_backbones(data, tmp_path):
     settings = dict(num_train=6, num_val=2, data_seed=5, epochs=2, batch_size=4)
-    a = pretrain_backbone(BASE, str(tmp_path / 'a.pth'), str(data), log=lambda m: None,
-                          **settings)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)    # not the pretraining's 1: it must be given back
+    try:
+        rng = torch.get_rng_state()
+        a = pretrain_backbone(BASE, str(tmp_path / 'a.pth'), str(data), log=lambda m: None,
+                              **settings)
+        assert torch.get_num_threads() == 2
+        assert torch.equal(torch.get_rng_state(), rng)   # the caller's generator untouched
+    finally:
+        torch.set_num_threads(threads)
     b = pretrain_backbone(BASE, str(tmp_path / 'b.pth'), str(data), log=lambda m: None,
                           **settings)
     assert a['sha256'] == sha256_of(str(tmp_path / 'a.pth'))

@@ -3,6 +3,8 @@
 The tools in ``tools/`` parse arguments and call these; they hold no logic of
 their own that another tool or a test would have to import through ``sys.path``.
 """
-from .model import build_model_from_config, load_config, strip_backbone_dcn
+from .model import (build_backbone_from_config, build_model_from_config, existing_file,
+                    load_config, strip_backbone_dcn)
 
-__all__ = ['build_model_from_config', 'load_config', 'strip_backbone_dcn']
+__all__ = ['build_backbone_from_config', 'build_model_from_config', 'existing_file',
+           'load_config', 'strip_backbone_dcn']

@@ -16,6 +16,8 @@ import os
 import os.path as osp
 from typing import List, Optional
 
+from .model import existing_file, load_config
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -44,35 +46,47 @@ def collect_images(path: str) -> List[str]:
     return [path]
 
 
-def _check_checkpoint(checkpoint: Optional[str]) -> None:
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint: expected an existing file, got {checkpoint!r}')
-
-
 def _config_classes(cfg) -> Optional[tuple]:
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     classes = (dataset.get('metainfo') or {}).get('classes')
     return tuple(classes) if classes else None
 
 
+def _inferencer_class():
+    """``DetInferencer`` whose model, built without weights, takes the config's classes.
+
+    ``_init_model(cfg, weights, device)`` is how MMEngine's ``BaseInferencer`` builds
+    the model, the step its subclasses (``DetInferencer`` among them) override; the
+    visualizer is built after it and reads the model's ``dataset_meta`` itself.
+    ``tests/test_inferencer.py`` checks the signature against the installed mmdet.
+    """
+    from mmdet.apis import DetInferencer
+
+    class ConfigClassesInferencer(DetInferencer):
+        def _init_model(self, cfg, weights=None, device='cpu'):
+            model = super()._init_model(cfg, weights, device)
+            classes = _config_classes(cfg)
+            if weights is None and classes is not None:
+                model.dataset_meta = dict(model.dataset_meta, classes=classes)
+            return model
+
+    return ConfigClassesInferencer
+
+
 def build_inferencer(config, checkpoint: Optional[str] = None, device: Optional[str] = None):
-    """``mmdet.apis.DetInferencer`` for ``config`` (a path or a ``Config``).
+    """``mmdet.apis.DetInferencer`` for ``config`` (a path or a ``Config``, not changed).
 
     Without ``checkpoint`` the weights are random (mmdet warns) and the class names
     come from the config's test dataset, where it names them.
+
+    Raises:
+        FileNotFoundError: ``config`` or ``checkpoint`` does not exist.
     """
     import mmdcn_plugin  # noqa: F401  (registers the layers; safe checkpoint loading)
-    from mmdet.apis import DetInferencer
-    from mmengine.config import Config
-    _check_checkpoint(checkpoint)
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device,
+    if checkpoint is not None:
+        checkpoint = existing_file('checkpoint', checkpoint)
+    return _inferencer_class()(model=load_config(config), weights=checkpoint, device=device,
                                show_progress=False)
-    classes = _config_classes(cfg)
-    if checkpoint is None and classes is not None:
-        inferencer.model.dataset_meta['classes'] = classes
-        inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
-    return inferencer
 
 
 def _detections(pred: dict, classes, score_thr: float) -> List[dict]:
@@ -99,7 +113,8 @@ def run_inference(config, inputs: str, checkpoint: Optional[str] = None,
     """
     if not 0.0 <= score_thr <= 1.0:
         raise ValueError(f'score_thr: expected a number in [0, 1], got {score_thr!r}')
-    _check_checkpoint(checkpoint)
+    if checkpoint is not None:
+        existing_file('checkpoint', checkpoint)
     images = collect_images(inputs)
     inferencer = build_inferencer(config, checkpoint, device)
     results = inferencer(images, out_dir=out_dir, pred_score_thr=score_thr,

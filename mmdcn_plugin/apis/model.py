@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from mmengine.config import Config
 
 
-def _existing_file(argument: str, path) -> str:
+def existing_file(argument: str, path) -> str:
+    """``path`` as a ``str`` when it names an existing file; errors name ``argument``.
+
+    Raises:
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+        FileNotFoundError: there is no file at ``path``.
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f'{argument}: expected a file path, got {type(path).__name__}')
     path = os.fspath(path)
@@ -46,7 +52,7 @@ def load_config(config: Union[str, 'Config'], cfg_options: Optional[dict] = None
     if isinstance(config, Config):
         cfg = copy.deepcopy(config)
     else:
-        cfg = Config.fromfile(_existing_file('config', config))
+        cfg = Config.fromfile(existing_file('config', config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -115,7 +121,7 @@ def build_model_from_config(config: Union[str, 'Config'], checkpoint: Optional[s
 
     cfg = load_config(config, cfg_options)
     if checkpoint is not None:
-        checkpoint = _existing_file('checkpoint', checkpoint)
+        checkpoint = existing_file('checkpoint', checkpoint)
     if strip_dcn:
         strip_backbone_dcn(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -132,3 +138,39 @@ def build_model_from_config(config: Union[str, 'Config'], checkpoint: Optional[s
             model.dataset_meta = dict(meta['dataset_meta'])
     model.cfg = cfg
     return model.to(device).eval()
+
+
+def build_backbone_from_config(config: Union[str, 'Config'],
+                               cfg_options: Optional[dict] = None,
+                               plain_convs: bool = False) -> nn.Module:
+    """Build only the backbone of an MMDetection config (``model.backbone``).
+
+    What a stage that trains the backbone on its own (the shape-classification
+    pretraining) needs: the config loaded and its scope set as
+    :func:`build_model_from_config` does, no detector around the backbone, and the
+    module left as ``MODELS.build`` returns it (train mode, PyTorch's default
+    initialisation: ``init_weights`` is not run).
+
+    Args:
+        config (str, PathLike or Config): the config file, or a loaded config (copied, not changed).
+        cfg_options (dict or None): ``key=value`` overrides merged into the config.
+        plain_convs (bool): replace the backbone's deformable layers by plain convs
+            (:func:`strip_backbone_dcn`) when it has some; a backbone without is built
+            as it is.
+
+    Returns:
+        nn.Module: the backbone, SyncBN reverted to BN.
+
+    Raises:
+        FileNotFoundError: ``config`` does not exist.
+    """
+    import mmdcn_plugin  # noqa: F401  (registers the layers)
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    cfg = load_config(config, cfg_options)
+    if plain_convs and cfg.model.get('backbone', {}).get('dcn') is not None:
+        strip_backbone_dcn(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    return revert_sync_batchnorm(MODELS.build(cfg.model.backbone))

@@ -13,7 +13,6 @@ Reproducible bit for bit: the crops come from the deterministic generator, every
 draw (initialisation, order, flips) from one seeded generator, and the thread count is
 fixed, because the order of a CPU reduction depends on it.
 """
-import copy
 import math
 import time
 from typing import Callable, Dict, Optional
@@ -26,15 +25,14 @@ __all__ = ['ShapeClassifier', 'build_backbone', 'train_classifier', 'evaluate']
 
 
 def build_backbone(cfg) -> nn.Module:
-    """The backbone of detector config ``cfg`` with plain convs and no pretrained init."""
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    backbone = copy.deepcopy(cfg.model.backbone)
-    backbone.pop('dcn', None)
-    backbone.pop('stage_with_dcn', None)
-    backbone['init_cfg'] = None
-    return MODELS.build(backbone)
+    """The backbone of detector config ``cfg`` with plain convs and no pretrained init.
+
+    Built by :func:`mmdcn_plugin.apis.build_backbone_from_config`, the package's one
+    config loader; ``cfg`` is not changed.
+    """
+    from ..apis import build_backbone_from_config
+    return build_backbone_from_config(cfg, cfg_options={'model.backbone.init_cfg': None},
+                                      plain_convs=True)
 
 
 class ShapeClassifier(nn.Module):

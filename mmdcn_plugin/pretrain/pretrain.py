@@ -9,19 +9,21 @@
 4. save the backbone's state dict (``{'state_dict': ..., 'meta': ...}``) and a JSON
    record beside it with the settings, the accuracies, the time and the file's SHA-256.
 """
+import contextlib
 import hashlib
 import json
 import os
 import os.path as osp
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import torch
 
 from .classify import ShapeClassifier, build_backbone, evaluate, to_input, train_classifier
 from .crops import object_crops
 
-__all__ = ['pretrain_backbone', 'pretrained_digest', 'PRETRAIN_DEFAULTS', 'sha256_of']
+__all__ = ['pretrain_backbone', 'pretrained_digest', 'PRETRAIN_DEFAULTS', 'sha256_of',
+           'seeded_threads']
 
 #: The settings of the committed weights (``weights/README.md``).
 PRETRAIN_DEFAULTS = dict(num_train=24000, num_val=150, data_seed=1, deformation='moderate',
@@ -51,6 +53,25 @@ def pretrained_digest(cfg) -> str:
     if not osp.isfile(path):
         raise ValueError(f'model.backbone.init_cfg.checkpoint: expected a file, got {path!r}')
     return sha256_of(path)[:12]
+
+
+@contextlib.contextmanager
+def seeded_threads(seed: int, threads: int) -> Iterator[None]:
+    """Inside the block torch's CPU generator starts from ``seed`` and CPU ops use
+    ``threads`` threads; the caller's generator state and thread count come back on
+    exit, also when the block raises.
+
+    The CPU generator alone is seeded (what ``torch.manual_seed`` leaves in it), so no
+    CUDA generator is touched, nor seeded lazily for later.
+    """
+    previous = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def _image_size(cfg) -> int:
@@ -89,18 +110,20 @@ def pretrain_backbone(config, out: str, data_dir: str, *,
     Returns:
         dict: the record also written to ``out`` with ``.json`` for ``.pth``.
     """
-    from mmengine.config import Config
-    from mmdcn_plugin.synthetic import CLASSES, generate_synthetic_coco
+    from ..apis import load_config
     unknown = sorted(set(settings) - set(PRETRAIN_DEFAULTS))
     if unknown:
         raise TypeError(f'pretrain_backbone: unknown setting(s) {unknown}; expected any of '
                         f'{sorted(PRETRAIN_DEFAULTS)}')
     s = dict(PRETRAIN_DEFAULTS, **settings)
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    size = _image_size(cfg)
-    torch.manual_seed(s['seed'])
-    torch.set_num_threads(s['threads'])
+    cfg = load_config(config)
+    with seeded_threads(s['seed'], s['threads']):
+        return _pretrain(cfg, out, data_dir, s, log)
 
+
+def _pretrain(cfg, out: str, data_dir: str, s: dict, log: Callable[[str], None]) -> Dict:
+    from mmdcn_plugin.synthetic import CLASSES, generate_synthetic_coco
+    size = _image_size(cfg)
     _check_existing_set(data_dir, s['num_train'], s['num_val'])
     if not osp.isfile(osp.join(data_dir, 'annotations', 'val.json')):
         log(f'generating the pretraining set into {data_dir} (seed {s["data_seed"]}, '
