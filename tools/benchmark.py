@@ -1,18 +1,28 @@
 """Benchmarks: the deformable-convolution op against a plain conv, and whole detectors.
 
-    python tools/benchmark.py ops [--device cpu|cuda] [--dtype float32] --out-dir DIR
-    python tools/benchmark.py model CONFIG [--baseline CONFIG] [--iters N] --out-dir DIR
+    python tools/benchmark.py ops [--device cpu|cuda] [--dtype float32|float16|bfloat16]
+                                  [--shapes c3 c4 c5 | r50-c3c5] [--strict-fp32-conv] --out-dir DIR
+    python tools/benchmark.py model CONFIG [--baseline CONFIG] [--also CONFIG ...]
+                                    [--device cpu|cuda] [--amp] [--synthetic H W] --out-dir DIR
 
-``ops`` times every backend of the plugin, mmcv's raw kernels and a plain
-``F.conv2d`` of the same shape (the floor), forward and forward+backward, on the
-DCN shapes of ResNet-50's c3-c5 for a 400x667 image at batch 2 (DCNv2, 3x3).
-Candidates are interleaved in every repetition (so drift hits all of them alike)
-after a warm-up, and the median is reported.  ``--memory`` also measures the peak
-memory of one forward+backward of each candidate in a fresh process.
+``ops`` times a plain conv of the same shape (the floor: cuDNN on CUDA), every
+backend of the plugin that runs on the device (``plugin:auto`` too on CUDA), mmcv's
+raw kernel (``mmcv.ops.modulated_deform_conv2d``) and ``torchvision.ops.deform_conv2d``
+when importable, forward and forward+backward, on ResNet-50's c3-c5 DCN shapes (DCNv2,
+3x3): ``c3 c4 c5`` for a 400x667 image at batch 2 (the CPU default), ``r50-c3c5``
+for a batch-2 800x1216 training batch (the CUDA default).  Candidates are interleaved
+in every repetition (so drift hits all of them alike) after a warm-up, and the median
+is reported: wall clock on the CPU, CUDA events on CUDA.  On CUDA float32 the table
+says which TF32 switch governed each side (cuDNN may use TF32 by default, matmuls
+not); ``--strict-fp32-conv`` turns cuDNN's off.  ``--memory`` also measures the peak
+memory of one forward+backward of each candidate (a fresh process on the CPU).
 
 ``model`` times training iterations (``train_step``) and inference (``test_step``)
-of a detector config and of its baseline: the same config with the backbone's
-deformable layers removed, unless ``--baseline`` names another config.
+of a detector config, of its baseline (the same config with the backbone's
+deformable layers removed, unless ``--baseline`` names another config) and of the
+``--also`` configs; ``mmdet::<path>`` names one of mmdet's own configs.
+``--synthetic H W`` times a random batch of that size instead of the config's
+training data; ``--amp`` is mmdet's mixed precision (CUDA).
 
     python tools/benchmark.py infer [--shapes c3 c4 c5] [--threads 2] --out-dir DIR
     python tools/benchmark.py model CONFIG --infer [--what backbone|backbone+neck]
@@ -24,8 +34,7 @@ backend, mmcv's CPU kernel, the exported gather graph under onnxruntime, and a p
 conv (PyTorch's and onnxruntime's).  ``model --infer`` times a config's backbone (or
 backbone + neck) against its plain-conv baseline on one 800x1216 image (batch 1).
 Both use ``--threads`` threads (default 2) in every runtime and report the median of
-``--repeat`` (default 3) interleaved rounds after a warm-up; the work is done by
-:mod:`mmdcn_plugin.deploy.speed`.
+``--repeat`` (default 3) interleaved rounds after a warm-up.
 
 All print a Markdown table and write ``results.csv``, ``results.json`` and a PNG
 bar chart into ``--out-dir``.  The work is done by :mod:`mmdcn_plugin.benchmark`.
@@ -36,10 +45,12 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from mmdcn_plugin.benchmark import (DTYPES, OP_SHAPES, model_table, ops_summary, ops_table,
-                                    run_model, run_ops, write_outputs)
-from mmdcn_plugin.deploy import INFER_SHAPES, infer_table, run_infer_ops, run_model_infer
-from mmdcn_plugin.utils import machine_line
+from mmdcn_plugin.benchmark import (DTYPES, INFER_SHAPES, OP_SHAPES, SHAPE_PRESETS, infer_table,
+                                    machine_for, model_table, ops_summary, ops_table,
+                                    run_infer_ops, run_model, run_model_infer, run_ops,
+                                    write_outputs)
+
+DEFAULT_SHAPES = {'cpu': ['c3', 'c4', 'c5'], 'cuda': ['r50-c3c5']}
 
 
 def log(msg):
@@ -53,12 +64,17 @@ def parse_args(argv=None):
     ops = sub.add_parser('ops', help='time the op against a plain conv')
     ops.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     ops.add_argument('--dtype', choices=sorted(DTYPES), default='float32')
-    ops.add_argument('--shapes', nargs='+', choices=sorted(OP_SHAPES), default=['c3', 'c4', 'c5'])
+    ops.add_argument('--shapes', nargs='+', choices=sorted(OP_SHAPES) + sorted(SHAPE_PRESETS),
+                     help='shapes or presets (default: c3 c4 c5 on the CPU, r50-c3c5 on '
+                     'CUDA)')
     ops.add_argument('--candidates', nargs='+', help='subset to time (conv is always timed)')
     ops.add_argument('--repeat', type=int, default=7)
     ops.add_argument('--warmup', type=int, default=2)
     ops.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
-    ops.add_argument('--memory', action='store_true', help='also measure peak memory (CPU)')
+    ops.add_argument('--memory', action='store_true', help='also measure peak memory')
+    ops.add_argument('--strict-fp32-conv', action='store_true',
+                     help="CUDA float32: turn cuDNN's TF32 off, so the conv computes in strict "
+                     'float32 as the matmuls of the deformable kernels do')
     ops.add_argument('--out-dir', required=True)
     infer = sub.add_parser('infer', help='time inference of the op under every runtime')
     infer.add_argument('--shapes', nargs='+', choices=sorted(INFER_SHAPES),
@@ -68,14 +84,23 @@ def parse_args(argv=None):
     infer.add_argument('--warmup', type=int, default=1)
     infer.add_argument('--out-dir', required=True)
     model = sub.add_parser('model', help='time a detector against its baseline')
-    model.add_argument('config')
+    model.add_argument('config', help="a config file, or mmdet::<path> for one of mmdet's")
     model.add_argument('--baseline', help='baseline config (default: CONFIG without DCN)')
+    model.add_argument('--also', nargs='+', default=[],
+                       help="more configs timed in the same rounds (e.g. mmdet's mmcv DCN "
+                       'config)')
+    model.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    model.add_argument('--amp', action='store_true',
+                       help="mixed precision as mmdet's --amp (CUDA; training steps)")
+    model.add_argument('--synthetic', type=int, nargs=2, metavar=('H', 'W'),
+                       help="time a random batch of HxW images instead of the config's "
+                       'training data (no dataset needed)')
     model.add_argument('--batch-size', type=int, default=2)
     model.add_argument('--iters', type=int, default=5)
     model.add_argument('--warmup', type=int, default=1)
     model.add_argument('--out-dir', required=True)
     model.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                       help='key=value overrides for both configs (as in tools/train.py)')
+                       help='key=value overrides for every config (as in tools/train.py)')
     model.add_argument('--infer', action='store_true',
                        help='time inference of the backbone (--what) at full resolution '
                        'instead of training and test steps')
@@ -83,9 +108,6 @@ def parse_args(argv=None):
                        help='with --infer: the part timed (default: backbone)')
     model.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'),
                        help='with --infer: the image size (default: 800 1216)')
-    model.add_argument('--also', nargs='+', default=[],
-                       help="with --infer: more configs timed in the same rounds (e.g. "
-                       "mmdet's mmcv DCNv2 config)")
     model.add_argument('--threads', type=int, default=2,
                        help='with --infer: torch threads (default: 2)')
     model.add_argument('--repeat', type=int, default=3,
@@ -93,13 +115,29 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     for name in ('repeat', 'iters', 'batch_size'):
         if getattr(args, name, 1) < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
+            parser.error(f'--{name.replace("_", "-")}: expected >= 1, got {getattr(args, name)}')
+    if getattr(args, 'warmup', 0) < 0:
+        parser.error(f'--warmup: expected >= 0, got {args.warmup}')
     if getattr(args, 'threads', 0) < 0:
-        parser.error(f'--threads must be >= 0, got {args.threads}')
-    if args.cmd == 'model' and not args.infer and (args.also or args.what != 'backbone'):
-        parser.error('--also and --what: expected with --infer only')
-    if args.cmd == 'model' and args.infer and min(args.shape) < 1:
-        parser.error(f'--shape: expected two positive ints, got {args.shape}')
+        parser.error(f'--threads: expected >= 0, got {args.threads}')
+    if args.cmd == 'ops':
+        if args.shapes is None:
+            args.shapes = DEFAULT_SHAPES[args.device]
+        if args.strict_fp32_conv and (args.device, args.dtype) != ('cuda', 'float32'):
+            parser.error('--strict-fp32-conv: expected with --device cuda --dtype float32, got '
+                         f'--device {args.device} --dtype {args.dtype}')
+    if args.cmd == 'model':
+        if not args.infer and args.what != 'backbone':
+            parser.error('--what: expected with --infer only')
+        if args.infer and (args.device != 'cpu' or args.amp or args.synthetic):
+            parser.error('--device, --amp, --synthetic: expected without --infer (inference '
+                         'timing runs on the CPU, on --shape)')
+        if args.amp and args.device != 'cuda':
+            parser.error(f'--amp: expected with --device cuda, got --device {args.device}')
+        if args.infer and min(args.shape) < 1:
+            parser.error(f'--shape: expected two positive ints, got {args.shape}')
+        if args.synthetic and min(args.synthetic) < 32:
+            parser.error(f'--synthetic: expected H and W >= 32, got {args.synthetic}')
     args.inference = args.cmd == 'infer' or (args.cmd == 'model' and args.infer)
     if args.inference and args.threads < 1:
         parser.error(f'--threads: expected >= 1 for inference timing, got {args.threads}')
@@ -110,12 +148,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.cmd == 'ops' and args.threads:
         torch.set_num_threads(args.threads)
-    machine = machine_line(threads=args.threads if args.inference else torch.get_num_threads())
+    device = getattr(args, 'device', 'cpu')
+    machine = machine_for(device, threads=args.threads if args.inference
+                          else torch.get_num_threads())
     log(f'machine: {machine}')
     if args.cmd == 'ops':
         rows = run_ops(device=args.device, dtype=args.dtype, shapes=args.shapes,
                        candidates=args.candidates, repeat=args.repeat, warmup=args.warmup,
-                       memory=args.memory, log=log)
+                       memory=args.memory, log=log, strict_fp32_conv=args.strict_fp32_conv)
         table, summary = ops_table(rows), ops_summary(rows)
     elif args.cmd == 'infer':
         rows = run_infer_ops(shapes=args.shapes, threads=args.threads, repeat=args.repeat,
@@ -128,9 +168,10 @@ def main(argv=None):
                                cfg_options=args.cfg_options, log=log)
         table, summary = infer_table(rows, 'model'), ''
     else:
-        rows = run_model(args.config, baseline=args.baseline, batch_size=args.batch_size,
-                         iters=args.iters, warmup=args.warmup, cfg_options=args.cfg_options,
-                         log=log)
+        rows = run_model(args.config, baseline=args.baseline, also=args.also,
+                         batch_size=args.batch_size, iters=args.iters, warmup=args.warmup,
+                         cfg_options=args.cfg_options, device=args.device, amp=args.amp,
+                         synthetic=tuple(args.synthetic) if args.synthetic else None, log=log)
         table, summary = model_table(rows), ''
     # Inference rows follow the ops schema (candidate, median_ms, vs_conv).
     write_outputs(rows, args.out_dir, 'ops' if args.inference else args.cmd, machine)

@@ -1,16 +1,27 @@
 """Benchmarks: the deformable op against a plain conv, and whole detectors against
 their baselines; ``tools/benchmark.py`` is the command line.
 
-- :mod:`.ops`: time every backend of the op (and mmcv's kernels) on ResNet-50's
-  c3-c5 DCN shapes, interleaved repetitions, medians; peak memory per candidate;
-- :mod:`.model`: time ``train_step`` and ``test_step`` of a config and its baseline;
-- :mod:`.output`: the ``results.json`` / ``results.csv`` / ``results.png`` files.
-"""
-from .model import model_table, run_model, summarize_model_times
-from .ops import (DTYPES, OP_SHAPES, make_op_inputs, op_candidates, ops_summary, ops_table,
-                  run_ops)
-from .output import write_outputs
+- :mod:`.ops`: time every backend of the op (and mmcv's and torchvision's kernels)
+  on ResNet-50's c3-c5 DCN shapes, CPU or CUDA, interleaved repetitions, medians;
+  peak memory per candidate; the candidates and the op's inputs for every benchmark;
+- :mod:`.model`: time ``train_step`` and ``test_step`` of a config, its baseline and
+  more configs (CPU or CUDA, fp32 or AMP, on a config's data or a synthetic batch);
+- :mod:`.infer`: CPU inference of the op under onnxruntime and of a backbone
+  (``tools/benchmark.py infer``, ``model --infer``; formerly ``deploy.speed``);
+- :mod:`.output`: the ``results.json`` / ``results.csv`` / ``results.png`` files;
+- :mod:`.gpu_check`: the end-to-end check of a GPU machine (``tools/gpu_check.py``).
 
-__all__ = ['OP_SHAPES', 'DTYPES', 'make_op_inputs', 'op_candidates', 'run_ops', 'ops_table',
-           'ops_summary', 'run_model', 'summarize_model_times', 'model_table',
-           'write_outputs']
+Every timing goes through :mod:`mmdcn_plugin.utils.timing` (one interleaved loop).
+"""
+from .infer import INFER_SHAPES, infer_candidates, infer_table, run_infer_ops, run_model_infer
+from .model import (count_deformable_layers, model_table, resolve_config, run_model,
+                    summarize_model_times, synthetic_batch)
+from .ops import (DTYPES, OP_SHAPES, SHAPE_PRESETS, expand_shapes, make_op_inputs,
+                  op_candidates, op_run, ops_summary, ops_table, run_ops, tf32_flags)
+from .output import machine_for, write_outputs
+
+__all__ = ['OP_SHAPES', 'SHAPE_PRESETS', 'DTYPES', 'expand_shapes', 'make_op_inputs',
+           'op_candidates', 'op_run', 'run_ops', 'ops_table', 'ops_summary', 'tf32_flags',
+           'run_model', 'summarize_model_times', 'model_table', 'synthetic_batch',
+           'resolve_config', 'count_deformable_layers', 'INFER_SHAPES', 'infer_candidates',
+           'run_infer_ops', 'run_model_infer', 'infer_table', 'write_outputs', 'machine_for']

@@ -1,20 +1,35 @@
-"""Time the deformable op (every backend, mmcv's kernels) against a plain conv."""
+"""Time the deformable op (every backend, mmcv's and torchvision's kernels) against a conv.
+
+The candidates and their inputs are made here once, for every benchmark of the op:
+:func:`run_ops` (training: forward and forward+backward, CPU or CUDA) and
+:mod:`.infer` (CPU inference next to onnxruntime).
+"""
+import contextlib
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# ResNet-50 c3-c5 DCN inputs for a 400x667 image, batch 2.
-OP_SHAPES = {'c3': (2, 128, 50, 84), 'c4': (2, 256, 25, 42), 'c5': (2, 512, 13, 21)}
-DTYPES = {'float32': torch.float32, 'float64': torch.float64, 'bfloat16': torch.bfloat16}
+from ..utils.timing import Measure, interleaved_times, measure_for
+
+# ResNet-50's c3-c5 DCN inputs (the 3x3 conv2 of each bottleneck, at its output size):
+# 'c3'-'c5' for a 400x667 image at batch 2 (the CPU default), and the '-800x1216' ones
+# for a batch-2 training batch of mmdet's 1x schedule (800x1333 resized, padded to 32).
+OP_SHAPES = {'c3': (2, 128, 50, 84), 'c4': (2, 256, 25, 42), 'c5': (2, 512, 13, 21),
+             'c3-800x1216': (2, 128, 100, 152), 'c4-800x1216': (2, 256, 50, 76),
+             'c5-800x1216': (2, 512, 25, 38)}
+# Names that stand for several shapes on the command line (--shapes r50-c3c5).
+SHAPE_PRESETS = {'r50-c3c5': ('c3-800x1216', 'c4-800x1216', 'c5-800x1216'),
+                 'r50-c3c5-400x667': ('c3', 'c4', 'c5')}
+DTYPES = {'float32': torch.float32, 'float64': torch.float64, 'float16': torch.float16,
+          'bfloat16': torch.bfloat16}
 MODES = ('fwd', 'fwd+bwd')
 
 Candidate = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -24,13 +39,34 @@ def _no_log(msg: str) -> None:
     pass
 
 
-def make_op_inputs(shape: Sequence[int], device: str, dtype: torch.dtype,
-                   seed: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Random inputs of a 3x3 DCNv2 that keeps the channel count, all requiring grad.
+def expand_shapes(names: Sequence[str]) -> List[str]:
+    """Shape names with every preset of :data:`SHAPE_PRESETS` replaced by its shapes.
+
+    Raises:
+        ValueError: a name that is neither a shape nor a preset.
+    """
+    unknown = sorted(set(names) - set(OP_SHAPES) - set(SHAPE_PRESETS))
+    if unknown:
+        raise ValueError(f'shapes: expected names among {sorted(OP_SHAPES)} or presets '
+                         f'{sorted(SHAPE_PRESETS)}, got {unknown}')
+    out: List[str] = []
+    for name in names:
+        out.extend(SHAPE_PRESETS.get(name, (name,)))
+    return list(dict.fromkeys(out))
+
+
+def make_op_inputs(shape: Sequence[int], device: str = 'cpu', dtype: torch.dtype = torch.float32,
+                   seed: int = 0, requires_grad: bool = True
+                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Random inputs of a 3x3 DCNv2 (stride 1, padding 1) that keeps the channel count.
+
+    Drawn on the CPU from one seeded generator (the same numbers on every device),
+    then moved.  Offsets are a few pixels, the mask is in [0, 1].
 
     Returns:
         (x (Tensor[N, C, H, W]), weight (Tensor[C, C, 3, 3]),
-        offset (Tensor[N, 18, H, W]), mask (Tensor[N, 9, H, W]))
+        offset (Tensor[N, 18, H, W]), mask (Tensor[N, 9, H, W])), all leaves that
+        require grad when ``requires_grad``.
     """
     n, c, h, w = shape
     gen = torch.Generator().manual_seed(seed)
@@ -38,56 +74,109 @@ def make_op_inputs(shape: Sequence[int], device: str, dtype: torch.dtype,
     def rand(*s, scale=1.0):
         return (torch.randn(*s, generator=gen) * scale).to(device=device, dtype=dtype)
 
-    x = rand(n, c, h, w).requires_grad_()
-    weight = rand(c, c, 3, 3, scale=0.05).requires_grad_()
-    offset = rand(n, 18, h, w, scale=2.0).requires_grad_()
+    x = rand(n, c, h, w)
+    weight = rand(c, c, 3, 3, scale=0.05)
+    offset = rand(n, 18, h, w, scale=2.0)
     mask = torch.rand(n, 9, h, w, generator=gen).to(device=device, dtype=dtype)
-    return x, weight, offset, mask.requires_grad_()
+    inputs = (x, weight, offset, mask)
+    return tuple(t.requires_grad_() for t in inputs) if requires_grad else inputs
 
 
-def op_candidates() -> Dict[str, Candidate]:
-    """name -> fn(x, weight, offset, mask) for every candidate available here.
-
-    ``'conv'`` (a plain ``F.conv2d``, the floor), ``'plugin:<backend>'`` per backend
-    of :func:`mmdcn_plugin.ops.deform_conv2d`, and ``'mmcv'`` when mmcv's compiled
-    ops are built.
-    """
-    from ..ops import available_backends, deform_conv2d
-
-    cands = {'conv': lambda x, w, o, m: F.conv2d(x, w, None, 1, 1)}
-    for name in available_backends():
-        if name != 'auto':
-            cands[f'plugin:{name}'] = (
-                lambda x, w, o, m, b=name: deform_conv2d(x, o, w, None, 1, 1, 1, m, backend=b))
+def _runs_on(backend: str, device: torch.device) -> bool:
+    """Whether backend ``backend`` of ours takes ``device``'s tensors here (the public
+    resolver answers; it never runs a kernel on the CPU)."""
+    from ..ops.backends import resolve_backend
     try:
-        from ..ops.backends.mmcv_impl import mmcv_ops_available
-        if mmcv_ops_available():
-            from mmcv.ops import modulated_deform_conv2d
-            cands['mmcv'] = lambda x, w, o, m: modulated_deform_conv2d(
-                x, o, m, w, None, 1, 1, 1, 1, 1)
-    except ImportError:
-        pass
+        return resolve_backend(backend, device) == backend
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _torchvision_deform_conv2d() -> Optional[Callable]:
+    try:
+        from torchvision.ops import deform_conv2d
+    except (ImportError, RuntimeError):  # not installed, or built for another torch
+        return None
+    return deform_conv2d
+
+
+def op_candidates(device: str = 'cpu') -> Dict[str, Candidate]:
+    """name -> fn(x, weight, offset, mask) of every candidate that runs on ``device`` here.
+
+    - ``'conv'``: a plain ``F.conv2d`` of the same shape (cuDNN on CUDA), the floor;
+    - ``'plugin:auto'`` (on CUDA; on the CPU it is ``plugin:cpp`` or ``plugin:fast``)
+      and ``'plugin:<name>'`` for every backend in
+      :data:`mmdcn_plugin.ops.backends.BACKENDS` that runs on ``device`` here
+      (a backend added to the table appears by itself);
+    - ``'mmcv'``: mmcv's raw kernel (``mmcv.ops.modulated_deform_conv2d``), when its
+      ops are built for ``device``;
+    - ``'torchvision'``: ``torchvision.ops.deform_conv2d``, when importable.
+    """
+    from ..ops import deform_conv2d
+    from ..ops.backends import BACKENDS
+
+    dev = torch.device(device)
+    cands: Dict[str, Candidate] = {'conv': lambda x, w, o, m: F.conv2d(x, w, None, 1, 1)}
+    names = (['auto'] if dev.type != 'cpu' else []) + [n for n in BACKENDS if _runs_on(n, dev)]
+    for name in names:
+        cands[f'plugin:{name}'] = (
+            lambda x, w, o, m, b=name: deform_conv2d(x, o, w, None, 1, 1, 1, m, backend=b))
+    if _runs_on('mmcv', dev):
+        from mmcv.ops import modulated_deform_conv2d
+        cands['mmcv'] = lambda x, w, o, m: modulated_deform_conv2d(x, o, m, w, None,
+                                                                   1, 1, 1, 1, 1)
+    tv = _torchvision_deform_conv2d()
+    if tv is not None:
+        cands['torchvision'] = lambda x, w, o, m: tv(x, o, w, None, (1, 1), (1, 1), (1, 1),
+                                                     mask=m)
     return cands
 
 
-def _sync(device: str) -> None:
-    if device == 'cuda':
-        torch.cuda.synchronize()
+def op_run(fn: Candidate, inputs: Sequence[Tensor], mode: str) -> Callable[[], None]:
+    """A run (no arguments) of ``fn`` on ``inputs``: its forward under ``no_grad``
+    (``mode='fwd'``), or its forward and the backward of the output's sum."""
+    if mode not in MODES:
+        raise ValueError(f'mode: expected one of {list(MODES)}, got {mode!r}')
+
+    def run():
+        for t in inputs:
+            t.grad = None
+        if mode == 'fwd':
+            with torch.no_grad():
+                fn(*inputs)
+        else:
+            fn(*inputs).sum().backward()
+    return run
 
 
-def time_once(fn: Candidate, inputs, mode: str, device: str) -> float:
-    """Seconds of one call of ``fn`` (``mode='fwd'``) or of its forward+backward."""
-    for t in inputs:
-        t.grad = None
-    _sync(device)
-    start = time.perf_counter()
-    if mode == 'fwd':
-        with torch.no_grad():
-            fn(*inputs)
-    else:
-        fn(*inputs).sum().backward()
-    _sync(device)
-    return time.perf_counter() - start
+def tf32_flags() -> Dict[str, bool]:
+    """Whether TF32 may be used: by cuDNN convolutions, and by matmuls (the ``addmm``
+    of mmcv's and torchvision's kernels, the GEMMs of our backends)."""
+    return dict(cudnn=bool(torch.backends.cudnn.allow_tf32),
+                matmul=bool(torch.backends.cuda.matmul.allow_tf32))
+
+
+def _tf32_note(candidate: str, device: str, dtype: str) -> str:
+    if not device.startswith('cuda') or dtype != 'float32':
+        return 'n/a'
+    flags = tf32_flags()
+    if candidate == 'conv':
+        return f"cudnn.allow_tf32={flags['cudnn']}"
+    if candidate == 'plugin:triton':
+        return 'its own kernel precision'
+    return f"matmul.allow_tf32={flags['matmul']}"
+
+
+@contextlib.contextmanager
+def _conv_tf32(allowed: Optional[bool]) -> Iterator[None]:
+    """cuDNN's TF32 switch set to ``allowed`` inside (left alone when None)."""
+    previous = torch.backends.cudnn.allow_tf32
+    if allowed is not None:
+        torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
 
 
 def _rss_bytes() -> int:
@@ -111,14 +200,12 @@ def peak_memory_mb(shape_name: str, candidate: str, dtype: str) -> float:
     /proc/self/clear_refs) so the peak covers the measured call only.
     """
     inputs = make_op_inputs(OP_SHAPES[shape_name], 'cpu', DTYPES[dtype])
-    fn = op_candidates()[candidate]
-    fn(*inputs).sum().backward()
-    for t in inputs:
-        t.grad = None
+    run = op_run(op_candidates()[candidate], inputs, 'fwd+bwd')
+    run()
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
     rss_before = _rss_bytes()
-    fn(*inputs).sum().backward()
+    run()
     return max(_peak_rss_bytes() - rss_before, 0) / 2**20
 
 
@@ -131,31 +218,53 @@ def peak_memory_in_child(shape_name: str, candidate: str, dtype: str) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def peak_cuda_memory_mb(run: Callable[[], None]) -> float:
+    """MiB of CUDA memory one call of ``run`` allocates above what was held before."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    run()
+    torch.cuda.synchronize()
+    return max(torch.cuda.max_memory_allocated() - before, 0) / 2**20
+
+
 def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] = ('c3',),
             candidates: Optional[Sequence[str]] = None, repeat: int = 7, warmup: int = 2,
             memory: bool = False, log: Callable[[str], None] = _no_log,
             available: Optional[Dict[str, Candidate]] = None,
-            timer: Callable[..., float] = time_once) -> List[dict]:
+            measure: Optional[Measure] = None,
+            strict_fp32_conv: bool = False) -> List[dict]:
     """Median time of every candidate per shape and mode, and its ratio to ``'conv'``.
 
-    Candidates are interleaved within every repetition (so drift hits all alike).
+    Candidates are interleaved in every repetition (so drift hits all alike), through
+    :func:`mmdcn_plugin.utils.timing.interleaved_times`: wall clock on the CPU, CUDA
+    events on CUDA.  A candidate that fails (e.g. mmcv has no bfloat16 kernel) gets
+    a row with its ``error`` instead of times; the others go on.
 
     Args:
+        shapes: names of :data:`OP_SHAPES` or presets of :data:`SHAPE_PRESETS`.
         candidates: names to time (``'conv'`` is always timed); default: all.
-        available: name -> candidate; default :func:`op_candidates` (tests pass
-            their own).
-        timer: ``timer(fn, inputs, mode, device)`` -> seconds; default :func:`time_once`.
+        available: name -> candidate; default :func:`op_candidates` for ``device``
+            (tests pass their own).
+        measure: run -> seconds; default :func:`~mmdcn_plugin.utils.timing.measure_for`
+            ``device``.
+        strict_fp32_conv (bool): turn cuDNN's TF32 off for the run, so that the conv
+            computes in strict float32 as the ``addmm`` of mmcv and torchvision do
+            (by default PyTorch lets cuDNN use TF32 and matmuls not).
 
     Returns:
-        list of dicts: ``shape``, ``nchw``, ``mode``, ``candidate``, ``median_ms``,
-        ``vs_conv`` (median / conv's median) and, with ``memory``, ``peak_mb``.
+        list of dicts: ``shape``, ``nchw``, ``mode``, ``candidate``, ``device``,
+        ``dtype``, ``tf32`` (which TF32 switch governed that side, ``'n/a'`` outside
+        CUDA float32), ``median_ms``, ``vs_conv`` (median / conv's median) and, with
+        ``memory``, ``peak_mb`` (fwd+bwd); or, for a failed candidate, ``error``.
     """
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError("device: expected 'cpu' on this machine (no CUDA device), got 'cuda'")
-    unknown = sorted(set(shapes) - set(OP_SHAPES))
-    if unknown:
-        raise ValueError(f'shapes: expected names among {sorted(OP_SHAPES)}, got {unknown}')
-    cands = op_candidates() if available is None else dict(available)
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError("device: expected 'cpu' on this machine (no CUDA device), got "
+                         f"{device!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype: expected one of {sorted(DTYPES)}, got {dtype!r}')
+    shape_names = expand_shapes(shapes)
+    cands = op_candidates(device) if available is None else dict(available)
     if 'conv' not in cands:
         raise ValueError(f"available: expected a 'conv' candidate, got {sorted(cands)}")
     if candidates:
@@ -164,50 +273,80 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
             raise ValueError(f'candidates: expected names among {sorted(cands)}, '
                              f'got {unknown}')
         cands = {k: v for k, v in cands.items() if k in candidates or k == 'conv'}
+    measure = measure_for(device) if measure is None else measure
     rows = []
-    for shape_name in shapes:
-        shape = OP_SHAPES[shape_name]
-        inputs = make_op_inputs(shape, device, DTYPES[dtype])
-        for mode in MODES:
-            times = {name: [] for name in cands}
-            for fn in cands.values():
-                for _ in range(warmup):
-                    timer(fn, inputs, mode, device)
-            for rep in range(repeat):
-                log(f'[ops] {shape_name} {mode}: repetition {rep + 1}/{repeat}')
-                for name, fn in cands.items():
-                    times[name].append(timer(fn, inputs, mode, device))
-            conv = statistics.median(times['conv'])
-            for name, ts in times.items():
-                med = statistics.median(ts)
-                rows.append(dict(shape=shape_name, nchw='x'.join(map(str, shape)), mode=mode,
-                                 candidate=name, median_ms=round(med * 1e3, 2),
-                                 vs_conv=round(med / conv, 2)))
+    with _conv_tf32(False if strict_fp32_conv else None):
+        for shape_name in shape_names:
+            shape = OP_SHAPES[shape_name]
+            inputs = make_op_inputs(shape, device, DTYPES[dtype])
+            for mode in MODES:
+                errors: Dict[str, str] = {}
+                runs = {name: op_run(fn, inputs, mode) for name, fn in cands.items()}
+                times = interleaved_times(runs, repeat, warmup, log,
+                                          f'[ops] {shape_name} {mode}: ', measure=measure,
+                                          errors=errors)
+                if 'conv' not in times:
+                    raise RuntimeError(f"the plain conv failed at {shape_name} {mode}: "
+                                       f"{errors['conv']}")
+                conv = statistics.median(times['conv'])
+                for name in cands:
+                    row = dict(shape=shape_name, nchw='x'.join(map(str, shape)), mode=mode,
+                               candidate=name, device=device, dtype=dtype,
+                               tf32=_tf32_note(name, device, dtype))
+                    if name in errors:
+                        row['error'] = errors[name]
+                    else:
+                        med = statistics.median(times[name])
+                        row.update(median_ms=round(med * 1e3, 3), vs_conv=round(med / conv, 3))
+                    rows.append(row)
+            if memory and device.startswith('cuda'):
+                for name in _succeeded(rows, shape_name, cands):
+                    peak = peak_cuda_memory_mb(op_run(cands[name], inputs, 'fwd+bwd'))
+                    _set_peak(rows, shape_name, name, peak)
+            del inputs
     if memory and device == 'cpu':
-        for shape_name in shapes:
-            for name in cands:
+        for shape_name in shape_names:
+            for name in _succeeded(rows, shape_name, cands):
                 log(f'[ops] peak memory {shape_name} {name}')
-                peak = peak_memory_in_child(shape_name, name, dtype)
-                for row in rows:
-                    if row['shape'] == shape_name and row['candidate'] == name:
-                        row['peak_mb'] = round(peak, 1)
+                _set_peak(rows, shape_name, name, peak_memory_in_child(shape_name, name, dtype))
     return rows
+
+
+def _succeeded(rows: List[dict], shape_name: str, cands) -> List[str]:
+    failed = {r['candidate'] for r in rows if r['shape'] == shape_name and 'error' in r}
+    return [name for name in cands if name not in failed]
+
+
+def _set_peak(rows: List[dict], shape_name: str, candidate: str, peak: float) -> None:
+    for row in rows:
+        if row['shape'] == shape_name and row['candidate'] == candidate:
+            row['peak_mb'] = round(peak, 1)
 
 
 def ops_table(rows: List[dict]) -> str:
     """A Markdown table of :func:`run_ops`'s rows: one line per shape and candidate."""
     mem = any('peak_mb' in r for r in rows)
+    tf32 = any(r.get('tf32', 'n/a') != 'n/a' for r in rows)
     head = '| shape (N,C,H,W) | candidate | fwd ms | fwd x conv | fwd+bwd ms | fwd+bwd x conv |'
     head += ' peak MB (fwd+bwd) |' if mem else ''
+    head += ' TF32 |' if tf32 else ''
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     keyed = {(r['shape'], r['candidate'], r['mode']): r for r in rows}
+
+    def cells(r):
+        if 'error' in r:
+            return f"failed: {r['error'][:60]}", '-'
+        return r['median_ms'], f"{r['vs_conv']}x"
+
     for shape in dict.fromkeys(r['shape'] for r in rows):
         for cand in dict.fromkeys(r['candidate'] for r in rows):
             f, b = keyed[(shape, cand, 'fwd')], keyed[(shape, cand, 'fwd+bwd')]
-            line = (f"| {f['nchw'].replace('x', ',')} | {cand} | {f['median_ms']} | "
-                    f"{f['vs_conv']}x | {b['median_ms']} | {b['vs_conv']}x |")
+            (f_ms, f_x), (b_ms, b_x) = cells(f), cells(b)
+            line = f"| {f['nchw'].replace('x', ',')} | {cand} | {f_ms} | {f_x} | {b_ms} | {b_x} |"
             if mem:
                 line += f" {b.get('peak_mb', '')} |"
+            if tf32:
+                line += f" {f.get('tf32', '')} |"
             lines.append(line)
     return '\n'.join(lines)
 
@@ -221,20 +360,32 @@ def geomean(values) -> float:
 
 
 def ops_summary(rows: List[dict]) -> str:
-    """Geometric-mean speed-ups of each plugin backend over mmcv, per mode ('' without mmcv)."""
-    out = []
-    cands = list(dict.fromkeys(r['candidate'] for r in rows))
+    """Each plugin backend against mmcv's raw kernel, per mode ('' without mmcv).
+
+    One line per backend and mode: the geometric mean over shapes of mmcv's time /
+    the backend's time, and the backend's largest time / mmcv's time over the shapes
+    (for ``plugin:auto`` on CUDA, which runs mmcv's kernel, that is the wrapper's
+    overhead).
+    """
+    ok = [r for r in rows if 'error' not in r]
+    cands = list(dict.fromkeys(r['candidate'] for r in ok))
     if 'mmcv' not in cands:
         return ''
+    out = []
     for mode in MODES:
         for cand in cands:
             if not cand.startswith('plugin:'):
                 continue
-            ratios = []
-            for shape in dict.fromkeys(r['shape'] for r in rows):
-                get = {r['candidate']: r['median_ms'] for r in rows
+            ratios = {}
+            for shape in dict.fromkeys(r['shape'] for r in ok):
+                get = {r['candidate']: r['median_ms'] for r in ok
                        if r['shape'] == shape and r['mode'] == mode}
-                ratios.append(get['mmcv'] / get[cand])
-            out.append(f'{cand} {mode}: {geomean(ratios):.2f}x faster than mmcv '
-                       '(geometric mean over shapes)')
+                if cand in get and 'mmcv' in get:
+                    ratios[shape] = get['mmcv'] / get[cand]
+            if not ratios:
+                continue
+            worst = min(ratios, key=ratios.get)
+            out.append(f'{cand} {mode}: {geomean(ratios.values()):.2f}x faster than mmcv '
+                       f'(geometric mean over shapes); its slowest shape, {worst}: '
+                       f"{1 / ratios[worst]:.3f}x mmcv's time")
     return '\n'.join(out)

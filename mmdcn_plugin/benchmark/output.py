@@ -3,7 +3,7 @@ import csv
 import json
 import os
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 
 def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> List[str]:
@@ -30,6 +30,7 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
     if kind == 'ops':
+        rows = [r for r in rows if 'vs_conv' in r]  # not the candidates that failed
         labels = [f"{r['shape']} {r['mode']}\n{r['candidate']}" for r in rows]
         values = [r['vs_conv'] for r in rows]
         ax.bar(range(len(rows)), values,
@@ -47,3 +48,18 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
     fig.tight_layout()
     fig.savefig(paths[2], dpi=100)
     return paths
+
+
+def machine_for(device: str, threads: Optional[int] = None) -> str:
+    """:func:`mmdcn_plugin.utils.machine_line`, plus on CUDA the GPU, torch's CUDA and
+    cuDNN versions and both TF32 switches (which one each side of a ratio used)."""
+    import torch
+    from ..utils import machine_line
+    line = machine_line(threads=threads)
+    if device.startswith('cuda') and torch.cuda.is_available():
+        from .ops import tf32_flags
+        flags = tf32_flags()
+        line += (f'; GPU {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, cuDNN '
+                 f'{torch.backends.cudnn.version()}); TF32 cudnn={flags["cudnn"]} '
+                 f'matmul={flags["matmul"]}')
+    return line

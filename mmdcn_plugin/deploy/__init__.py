@@ -6,8 +6,10 @@
 * :func:`export_model` - export and check part of a detector config
   (``tools/export_onnx.py``);
 * :func:`default_opset` - the newest opset onnx, onnxruntime and the exporter share;
-* :func:`run_infer_ops`, :func:`run_model_infer` - CPU inference timing
-  (``tools/benchmark.py infer``, ``model --infer``).
+* :func:`run_infer_ops`, :func:`run_model_infer`, :func:`infer_table`,
+  :data:`INFER_SHAPES` - CPU inference timing (``tools/benchmark.py infer``, ``model
+  --infer``): moved to :mod:`mmdcn_plugin.benchmark.infer` and still importable from
+  here, loaded on first use (benchmark imports deploy, so deploy does not import it).
 
 ``onnx``/``onnxruntime``/``onnxscript`` are imported on first use only.
 """
@@ -18,7 +20,6 @@ from .export import EXPORTERS, ExportResult, export_onnx
 from .model_export import ModelExport, default_out, export_model, report_lines
 from .parts import PARTS, export_part
 from .runtime import default_opset, inference_session, require
-from .speed import INFER_SHAPES, infer_table, run_infer_ops, run_model_infer
 
 __all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'INFER_SHAPES', 'MODES', 'PARTS', 'ExportResult',
            'ModelExport', 'check_export', 'compare_outputs', 'default_opset', 'default_out',
@@ -26,3 +27,13 @@ __all__ = ['DEFORM_CONV_OPSET', 'EXPORTERS', 'INFER_SHAPES', 'MODES', 'PARTS', '
            'export_part', 'infer_table', 'inference_session', 'onnx_deform_conv',
            'op_counts', 'report_lines', 'require', 'resolve_mode', 'run_infer_ops',
            'run_model_infer']
+
+# Names that moved to mmdcn_plugin.benchmark.infer (inference timing is a benchmark).
+_MOVED_TO_BENCHMARK = ('INFER_SHAPES', 'infer_table', 'run_infer_ops', 'run_model_infer')
+
+
+def __getattr__(name):
+    if name in _MOVED_TO_BENCHMARK:
+        from ..benchmark import infer
+        return getattr(infer, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,14 +1,13 @@
 """After an export: what the file holds, how far onnxruntime is from PyTorch, how fast each is."""
 import os
-import statistics
-import time
 from collections import Counter
-from typing import Callable, Dict, List, NamedTuple, Sequence
+from typing import List, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.timing import median_seconds, torch_threads
 from .runtime import inference_session, require
 
 
@@ -66,18 +65,6 @@ def compare_outputs(names: Sequence[str], expected: Sequence[Tensor],
     return diffs
 
 
-def median_seconds(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
-    """Median wall time of ``repeat`` calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 class Check(NamedTuple):
     deform_conv_nodes: int
     file_bytes: int
@@ -102,22 +89,11 @@ def check_export(path: str, module: torch.nn.Module, sample: Tensor, input_name:
     session = inference_session(path, threads)
     feed = {input_name: sample.cpu().numpy()}
     got = session.run(list(output_names), feed)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            expected = module(sample)
-            expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-            torch_s = median_seconds(lambda: module(sample), repeat)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads), torch.no_grad():
+        expected = module(sample)
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        torch_s = median_seconds(lambda: module(sample), repeat)
     ort_s = median_seconds(lambda: session.run(list(output_names), feed), repeat)
     return Check(op_counts(path)['DeformConv'], file_size(path),
                  compare_outputs(output_names, expected, got), torch_s, ort_s)
 
-
-def summary(check: Check) -> Dict[str, object]:
-    """The check as plain numbers (for JSON and tests)."""
-    return dict(deform_conv_nodes=check.deform_conv_nodes, file_bytes=check.file_bytes,
-                max_abs_error=max((d.max_abs for d in check.diffs), default=0.0),
-                torch_seconds=check.torch_seconds, ort_seconds=check.ort_seconds)
