@@ -15,6 +15,7 @@ from .datasets.bad_data import BadDataWarning
 from .datasets.transforms import SafeLoadImageFromFile
 from . import evaluation  # noqa: F401  (SafeCocoMetric, registered lazily)
 from . import analysis, visualization  # noqa: F401  (FLOPs; offset pictures)
+from . import robustness  # noqa: F401  (RandomRotateScaleShear, registered lazily)
 
 __all__ = ['__version__', 'deform_conv2d', 'available_backends', 'DeformableConv2d',
            'ConvOffsetHead', 'SeparableOffsetHead', 'CPUDistributedDataParallel',

@@ -1,5 +1,10 @@
 """The demo's pictures: the convergence curves of both detectors, and their detections
-side by side on the same validation images."""
+side by side on the same validation images.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects and written by their own
+``savefig`` (Agg for PNG), never through ``pyplot``: no global backend is chosen and no
+figure is left registered in the caller's process.
+"""
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -14,11 +19,10 @@ def plot_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str
                 xlabel: str = 'epoch') -> str:
     """Plot ``{model: {metric: [(step, value), ...]}}``, one colour per model and one
     line style per metric; write ``path`` (PNG) and return it."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     styles = ['-', '--', ':']
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
     for (model, metrics), colour in zip(curves.items(), ['tab:blue', 'tab:red', 'tab:green',
                                                          'tab:orange']):
         for (metric, points), style in zip(metrics.items(), styles):
@@ -35,7 +39,6 @@ def plot_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -76,18 +79,16 @@ def detections_side_by_side(models: Dict[str, Tuple[object, object]], images: Se
         images: Paths of the images, the same for every model.
         path: The PNG to write.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from ..visualization import read_image, run_inference
+    from matplotlib.figure import Figure
+    from ..visualization import infer_image, read_image
     if not images:
         raise ValueError('images: expected at least one image path, got none')
-    fig, axes = plt.subplots(len(models), len(images), squeeze=False,
-                             figsize=(2.4 * len(images), 2.6 * len(models)))
+    fig = Figure(figsize=(2.4 * len(images), 2.6 * len(models)))
+    axes = fig.subplots(len(models), len(images), squeeze=False)
     for r, (name, (model, cfg)) in enumerate(models.items()):
         for c, image in enumerate(images):
             img = read_image(image)
-            result = run_inference(model, img, cfg)
+            result = infer_image(model, img, cfg)
             n = _draw(axes[r][c], img, result, classes, score_thr,
                       None if gt is None else gt.get(image))
             axes[r][c].set_title(f'{name}: {n} box(es)', fontsize=7)
@@ -96,5 +97,4 @@ def detections_side_by_side(models: Dict[str, Tuple[object, object]], images: Se
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     return path

@@ -6,12 +6,12 @@
 mmcv's compiled ops), so it is registered here without being imported: the first
 lookup in ``mmdet.registry.DATASETS`` imports it (see ``lazy_registry.py``).  The
 training augmentation ``RandomRotateScaleShear`` lives with the geometry it shares,
-in :mod:`mmdcn_plugin.robustness.augment`, and is registered the same lazy way.
+and is registered by its own package, :mod:`mmdcn_plugin.robustness`.
 
 The synthetic dataset generator moved to :mod:`mmdcn_plugin.synthetic`; its names
 are re-exported here for code that imported them from ``mmdcn_plugin.datasets``.
 """
-from mmdet.registry import DATASETS, TRANSFORMS
+from mmdet.registry import DATASETS
 
 from ..lazy_registry import register_lazily
 from ..synthetic import CLASSES, DEFORMATION_LEVELS, generate_synthetic_coco
@@ -19,7 +19,6 @@ from .bad_data import BadDataWarning
 from .transforms import SafeLoadImageFromFile
 
 register_lazily(DATASETS, 'SafeCocoDataset', 'mmdcn_plugin.datasets.safe_coco')
-register_lazily(TRANSFORMS, 'RandomRotateScaleShear', 'mmdcn_plugin.robustness.augment')
 
 __all__ = ['BadDataWarning', 'SafeLoadImageFromFile', 'CLASSES', 'DEFORMATION_LEVELS',
            'generate_synthetic_coco']

@@ -28,6 +28,16 @@ from ..lazy_registry import register_class
 from .transforms import (FILL, MIN_VISIBLE, check_fill, is_identity, transform_annotations,
                          transform_matrix, warp_image)
 
+#: The default ranges: any rotation, zooms from half to double size, shears up to 30 degrees.
+ROTATE_RANGE = (-180.0, 180.0)
+SCALE_RANGE = (0.5, 2.0)
+SHEAR_RANGE = (-30.0, 30.0)
+#: What a range may span: a full turn either way; a zoom above 0 (a floor, so its log is
+#: finite); a shear inside (-90, 90) degrees, where its tangent is finite.
+MAX_ROTATE = 360.0
+MIN_SCALE = 1e-9
+MAX_SHEAR = 89.999
+
 
 def _check_range(name: str, value, low: float, high: float, rule: str) -> Tuple[float, float]:
     if (not isinstance(value, (list, tuple)) or len(value) != 2
@@ -72,12 +82,14 @@ class RandomRotateScaleShear(BaseTransform):
         keep_masks (bool): keep ``gt_masks`` (the transformed polygons); False drops them.
     """
 
-    def __init__(self, rotate: Sequence[float] = (-180.0, 180.0),
-                 scale: Sequence[float] = (0.5, 2.0), shear: Sequence[float] = (-30.0, 30.0),
+    def __init__(self, rotate: Sequence[float] = ROTATE_RANGE,
+                 scale: Sequence[float] = SCALE_RANGE, shear: Sequence[float] = SHEAR_RANGE,
                  min_visible: float = MIN_VISIBLE, fill=FILL, keep_masks: bool = True):
-        self.rotate = _check_range('rotate', rotate, -360, 360, '-360 <= min <= max <= 360')
-        self.scale = _check_range('scale', scale, 1e-9, math.inf, '0 < min')
-        self.shear = _check_range('shear', shear, -89.999, 89.999, '-90 < min <= max < 90')
+        self.rotate = _check_range('rotate', rotate, -MAX_ROTATE, MAX_ROTATE,
+                                   f'{-MAX_ROTATE:g} <= min <= max <= {MAX_ROTATE:g}')
+        self.scale = _check_range('scale', scale, MIN_SCALE, math.inf, '0 < min')
+        self.shear = _check_range('shear', shear, -MAX_SHEAR, MAX_SHEAR,
+                                  '-90 < min <= max < 90')
         if (isinstance(min_visible, bool) or not isinstance(min_visible, (int, float))
                 or not 0 <= min_visible <= 1):
             raise ValueError(f'min_visible must be a number in [0, 1], got {min_visible!r}')

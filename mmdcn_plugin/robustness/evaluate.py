@@ -28,6 +28,7 @@ from typing import Iterator, List, Optional, Sequence
 
 from mmengine.hooks import Hook
 
+from ..apis import load_config
 from .split import split_name, write_transformed_split
 from .transforms import FILL, MIN_VISIBLE, check_fill, check_transform, parse_values
 
@@ -39,17 +40,6 @@ METRIC_KEYS = {'bbox_mAP': 'coco/bbox_mAP', 'mAP50': 'coco/bbox_mAP_50',
 
 def log(msg: str) -> None:
     print(f'[robustness {time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
-
-
-def load_config(config: str, cfg_options: Optional[dict] = None):
-    """The config file with ``cfg_options`` (``key=value`` dict) merged, as mmdet's tools."""
-    from mmengine.config import Config
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config {config!r} does not exist')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def _joined(data_root: str, path: str) -> str:
@@ -177,14 +167,6 @@ def evaluate_on_splits(cfg, checkpoint: str, splits: Sequence[dict], work_dir: s
                 loop.evaluator.dataset_meta = loop.dataloader.dataset.metainfo
                 metrics = loop.run()
         yield metrics
-
-
-def evaluate_checkpoint(cfg, checkpoint: str, work_dir: str, name: str,
-                        verbose: bool = False) -> dict:
-    """The test loop's metrics for ``checkpoint`` on the config's own test split."""
-    runner = _build_runner(cfg, checkpoint, work_dir, name, verbose)
-    with _quiet(verbose):
-        return runner.test()
 
 
 def checkpoint_labels(checkpoints: Sequence[str]) -> List[str]:

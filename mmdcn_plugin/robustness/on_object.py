@@ -141,7 +141,7 @@ def on_object_fractions(model, samples: Iterable[Tuple[Union[str, np.ndarray], n
         list of OnObjectCount, one per deformable layer that ran, in forward order
         (see :func:`by_stage` for c3/c4/c5 totals).
     """
-    from ..visualization import capture_layers, read_image, run_inference
+    from ..visualization import capture_layers, infer_image, read_image
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f'num_layers must be a positive int, got {num_layers!r}')
     counts: Dict[str, OnObjectCount] = {}
@@ -149,7 +149,7 @@ def on_object_fractions(model, samples: Iterable[Tuple[Union[str, np.ndarray], n
         img = read_image(image)
         masks = _check_masks(masks, img, index)
         with capture_layers(model) as captures:
-            result = run_inference(model, img, cfg)
+            result = infer_image(model, img, cfg)
         if not captures:
             raise ValueError('no deformable layer ran: the model has no DeformableConv2d '
                              'on its inference path')

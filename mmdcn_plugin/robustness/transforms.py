@@ -33,7 +33,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-TRANSFORMS = ('rotate', 'scale', 'shear')
+#: The transforms' names (not mmdet's ``TRANSFORMS`` registry, which ``augment.py`` uses).
+TRANSFORM_NAMES = ('rotate', 'scale', 'shear')
 IDENTITY = {'rotate': 0.0, 'scale': 1.0, 'shear': 0.0}
 MIN_VISIBLE = 0.5
 FILL = 128
@@ -41,8 +42,8 @@ FILL = 128
 
 def check_transform(transform) -> str:
     """``transform`` if it names a transform, else ValueError naming the choices."""
-    if transform not in TRANSFORMS:
-        raise ValueError(f'transform must be one of {", ".join(map(repr, TRANSFORMS))}; '
+    if transform not in TRANSFORM_NAMES:
+        raise ValueError(f'transform must be one of {", ".join(map(repr, TRANSFORM_NAMES))}; '
                          f'got {transform!r}')
     return transform
 

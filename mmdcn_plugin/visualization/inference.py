@@ -42,8 +42,11 @@ def read_image(image: Union[str, np.ndarray]) -> np.ndarray:
     return img
 
 
-def run_inference(model: nn.Module, image: np.ndarray, cfg=None):
+def infer_image(model: nn.Module, image: np.ndarray, cfg=None):
     """``mmdet.apis.inference_detector`` on one image; ``cfg`` when the model has none.
+
+    (Named ``run_inference`` before; :func:`mmdcn_plugin.apis.inference.run_inference`
+    is the other job, a config run on image files through ``DetInferencer``.)
 
     Args:
         model (nn.Module): a detector in eval mode (wrappers are unwrapped).

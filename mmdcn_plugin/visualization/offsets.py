@@ -27,7 +27,7 @@ from torch import nn
 from ..layers import deformable_layers
 from .capture import LayerCapture, capture_layers, check_layer_name, zero_offsets
 from .draw import draw_detections, draw_feature_response, draw_sampling_points, save_figures
-from .inference import class_names, init_model, read_image, run_inference
+from .inference import class_names, infer_image, init_model, read_image
 from .trace import (ImageFrame, TracedPoint, cell_in_input, trace_image_point,
                     trace_sampling_points)
 
@@ -92,13 +92,13 @@ def visualize_offsets(model: nn.Module, image: Union[str, np.ndarray], *,
     img = read_image(image)
 
     with capture_layers(model, keep_output=[layer]) as captures:
-        result = run_inference(model, img, cfg)
+        result = infer_image(model, img, cfg)
     with zero_offsets(model, [layer]), capture_layers(model, keep_output=[layer]) as plain:
-        run_inference(model, img, cfg)
+        infer_image(model, img, cfg)
     plain_result = None
     if detections:
         with zero_offsets(model):
-            plain_result = run_inference(model, img, cfg)
+            plain_result = infer_image(model, img, cfg)
 
     called = [c.name for c in captures]
     if layer not in called:
