@@ -72,6 +72,25 @@ def test_trace_stride_and_dilation():
     assert pts[8].tolist() == [5.0, 9.0]        # + (2*2, 2*2)
 
 
+def test_trace_follows_the_chosen_deform_group():
+    """Offset channels are [group, kernel point, (dy, dx)], the op's layout."""
+    offset = torch.zeros(2 * 2 * 9, 4, 4)          # two deform groups
+    offset[18::2], offset[19::2] = 1.0, 2.0         # group 1: every point moved by (1, 2)
+    layer = LayerCapture('g', (4, 4), (4, 4), (3, 3), (1, 1), (1, 1), (1, 1), offset)
+    # Cell (1, 1), kernel point 0 samples (1 - 1 + 0, 1 - 1 + 0) + the group's offset.
+    assert trace_sampling_points([layer], (1, 1))[0].tolist() == [0.0, 0.0]
+    group1 = trace_sampling_points([layer], (1, 1), deform_group=1)
+    assert group1[0].tolist() == [1.0, 2.0] and group1[8].tolist() == [3.0, 4.0]
+
+
+def test_run_inference_of_visualization_is_infer_image_deprecated():
+    """Renamed: mmdcn_plugin.apis.inference.run_inference is the other inference job."""
+    from mmdcn_plugin import visualization
+    with pytest.warns(DeprecationWarning, match='infer_image'):
+        assert visualization.run_inference is visualization.infer_image
+    assert 'run_inference' not in visualization.__all__
+
+
 def test_trace_to_image_pixels():
     # Network input 32x32 is the 16x16 image resized x2; B's map is 4x4 (stride 8).
     meta = dict(batch_input_shape=(32, 32), scale_factor=(2.0, 2.0), img_shape=(32, 32))

@@ -1,12 +1,16 @@
 """Sampling-point maths: where stacked deformable layers sample, in feature grids and image pixels.
 
-Pure numpy on :class:`~.capture.LayerCapture` records; no model, no drawing.
+Numpy on :class:`~.capture.LayerCapture` records; no model, no drawing.  Where one
+layer samples, and its offset layout, come from the op's own definition
+(:func:`mmdcn_plugin.ops.sampling_points`).
 
 How points are traced (:func:`trace_sampling_points`): the activation point is
 mapped to the nearest cell of the last layer's output grid.  A layer with kernel
 ``kh x kw``, stride ``s``, padding ``p`` and dilation ``d`` samples, for output
-cell ``o``, the input locations ``o*s - p + k*d + offset_k(o)`` (``offset`` taken
-at the nearest output cell, group 0 for layers with several deform groups).  Each
+cell ``o``, the input locations ``o*s - p + k*d + offset_k(o)``.  A location
+``q`` between cells (carried from a later layer) samples those of its nearest cell
+``o``, shifted by ``(q - o) * s``: the offsets are taken at the nearest cell, of
+group 0 for layers with several deform groups unless told otherwise.  Each
 location is then carried into the previous deformable layer's output grid.  When
 something between the two layers changed the resolution (a strided 1x1 conv, a
 stride in the residual path), the location is multiplied by that stride, inferred
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 import numpy as np
+import torch
 
+from ..ops.sampling_rules import sampling_points
 from .capture import LayerCapture
 
 Pair = Tuple[int, int]
@@ -80,18 +86,16 @@ def trace_sampling_points(layers: Sequence[LayerCapture], start_yx: Sequence[flo
         if not 0 <= deform_group < layer.deform_groups:
             raise ValueError(f'deform_group must be in [0, {layer.deform_groups}) for layer '
                              f'{layer.name!r}, got {deform_group}')
-        ky = np.repeat(np.arange(kh), kw) * layer.dilation[0]         # [K]
-        kx = np.tile(np.arange(kw), kh) * layer.dilation[1]
-        base_y = pos[:, 0:1] * layer.stride[0] - layer.padding[0] + ky[None]   # [M, K]
-        base_x = pos[:, 1:2] * layer.stride[1] - layer.padding[1] + kx[None]
-        if not regular:
-            iy, ix = _nearest_cell(pos, layer.output_size)
-            k = kh * kw
-            off = layer.offset.numpy().reshape(layer.deform_groups, k, 2, *layer.output_size)
-            off = off[deform_group][:, :, iy, ix]                   # [K, 2, M]
-            base_y = base_y + off[:, 0].T
-            base_x = base_x + off[:, 1].T
-        pos = np.stack((base_y.reshape(-1), base_x.reshape(-1)), 1)  # [M*K, 2] input grid
+        offset = layer.offset[None].to(torch.float64)               # [1, 2*G*K, H, W]
+        if regular:
+            offset = torch.zeros_like(offset)
+        ys, xs = sampling_points(offset, (kh, kw), layer.stride, layer.padding,
+                                 layer.dilation, dtype=torch.float64)  # [1, G, K, H, W]
+        iy, ix = _nearest_cell(pos, layer.output_size)
+        shift = (pos - np.stack((iy, ix), 1)) * np.array(layer.stride)  # [M, 2]
+        y = ys[0, deform_group].numpy()[:, iy, ix].T + shift[:, 0:1]   # [M, K]
+        x = xs[0, deform_group].numpy()[:, iy, ix].T + shift[:, 1:2]
+        pos = np.stack((y.reshape(-1), x.reshape(-1)), 1)           # [M*K, 2] input grid
         if i > 0:
             pos = pos * _stride_between(layers[i - 1].output_size, layer.input_size)
     return pos
