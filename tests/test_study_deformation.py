@@ -213,3 +213,23 @@ def test_the_report_pairs_each_level_with_its_own_plain_conv(tmp_path):
     assert '--levels none,strong' in saved['command']
     with pytest.raises(ValueError, match='expected a study with levels'):
         build_deformation_report(StudySetup(recipe, '', ''), results)
+
+
+def test_quick_deformation_study_end_to_end(tmp_path, capsys):
+    """One run of --quick at the strong level with the ramp recipe: its own dataset, the
+    ramp hook in a real training, the run's JSON and the deformation report."""
+    out_dir, docs = tmp_path / 'study', tmp_path / 'docs'
+    tool = load_tool('study')
+    tool.main(['--quick', '--levels', 'strong', '--variants', 'dcnv2', '--offset-recipes',
+               'ramp', '--out-dir', str(out_dir), '--docs-dir', str(docs)])
+    assert '1 to train' in capsys.readouterr().out
+    r = json.loads((docs / 'runs' / 'a' / 'strong' / 'dcnv2+ramp' / 'seed0.json').read_text())
+    assert (r['level'], r['offset_recipe'], r['variant']) == ('strong', 'ramp', 'dcnv2')
+    assert "'type': 'OffsetLrRampHook'" in r['run_config']
+    with open(out_dir / 'data' / 'strong_8x4_128px' / 'annotations' / 'val.json') as f:
+        assert json.load(f)['info']['deformation'] == 'strong'
+    log = (out_dir / 'work' / 'a' / 'strong' / 'dcnv2+ramp' / 'seed0' / 'study.log').read_text()
+    assert 'lr_mult=1.0' in log   # the heads at the full rate, the hook ramps them
+    report = (docs / 'results.md').read_text()
+    assert '| strong | DCNv2, ConvOffsetHead; offset heads at the full rate' in report
+    assert (docs / 'gain_by_level.png').is_file()
