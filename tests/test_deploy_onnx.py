@@ -282,15 +282,16 @@ def test_gather_mode_exports_no_deform_conv(tmp_path, module24):
 
 
 def test_hook_is_set_only_inside_the_block():
-    assert deform_conv_module.ONNX_EXPORT_HOOK is None
+    hook = deform_conv_module.current_onnx_export_hook
+    assert hook() is None
     with pytest.raises(RuntimeError, match='boom'):
         with onnx_deform_conv('native', 19):
-            assert deform_conv_module.ONNX_EXPORT_HOOK is deform_conv_node
+            assert hook() is deform_conv_node
             with pytest.raises(RuntimeError, match='do not nest'):
                 with onnx_deform_conv('gather', 19):
                     pass
             raise RuntimeError('boom')
-    assert deform_conv_module.ONNX_EXPORT_HOOK is None
+    assert hook() is None
     # Outside an export the hook is never consulted, even while set.
     module = SmallDCN()
     args = (torch.randn(N, C, H, W), torch.zeros(N, 18, H, W), torch.rand(N, 9, H, W))
@@ -298,6 +299,43 @@ def test_hook_is_set_only_inside_the_block():
         inside = module(*args)
     with torch.no_grad():
         torch.testing.assert_close(inside, module(*args))
+
+
+def test_hook_is_set_for_the_calling_thread_only():
+    """An export on one thread neither changes nor blocks the op on another."""
+    import threading
+    seen = {}
+
+    def other_thread():
+        seen['hook'] = deform_conv_module.current_onnx_export_hook()
+        with onnx_deform_conv('gather', 19):          # no 'do not nest': its own block
+            seen['own'] = deform_conv_module.current_onnx_export_hook()
+
+    with onnx_deform_conv('native', 19):
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        assert deform_conv_module.current_onnx_export_hook() is deform_conv_node
+    assert seen['hook'] is None
+    assert seen['own'] is not None and seen['own'] is not deform_conv_node
+    assert deform_conv_module.current_onnx_export_hook() is None
+
+
+def test_probe_tells_an_unsupported_model_from_a_bug_in_the_probe(monkeypatch):
+    from mmdcn_plugin.deploy import runtime
+    # DeformConv exists from opset 19: onnxruntime refuses it at 18 with its own error.
+    assert onnxruntime_runs(18, deform_conv=True) is False
+
+    def broken(opset, deform_conv):
+        raise KeyError('a bug in the probe')
+
+    monkeypatch.setattr(runtime, '_probe_model', broken)
+    runtime.onnxruntime_runs.cache_clear()
+    try:
+        with pytest.raises(KeyError, match='a bug in the probe'):
+            runtime.onnxruntime_runs(19, deform_conv=True)
+    finally:
+        runtime.onnxruntime_runs.cache_clear()
 
 
 def test_default_opset_runs_deform_conv():

@@ -212,6 +212,21 @@ def test_cli_exports_neck_and_dense_model(tool, tmp_path, capsys, what, outputs)
         assert 'output cls_score0' in printed and 'output bbox_pred4' in printed
 
 
+def test_dense_part_names_its_outputs_without_keeping_state():
+    """The names come from the head's levels, not from what a forward left behind."""
+    from mmdcn_plugin.apis import build_model_from_config
+    from mmdcn_plugin.deploy import export_part
+    part = export_part(build_model_from_config(QUICK_DCN), 'dense-model')
+    expected = [f'cls_score{i}' for i in range(5)] + [f'bbox_pred{i}' for i in range(5)]
+    assert part.output_names(10) == expected          # before any forward
+    attributes = dict(vars(part))
+    with torch.no_grad():
+        outputs = part(torch.randn(1, 3, 64, 64))
+    assert len(outputs) == 10 and part.output_names(10) == expected
+    assert vars(part).keys() == attributes.keys()     # forward stored nothing
+    assert part.output_names(7) == [f'output{i}' for i in range(7)]  # no multiple of 5
+
+
 def test_cli_with_checkpoint_of_nonzero_offsets(tool, tmp_path, capsys):
     import onnxruntime as ort
     from mmdcn_plugin.apis import build_model_from_config

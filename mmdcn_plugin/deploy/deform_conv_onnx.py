@@ -10,8 +10,9 @@ and mask layouts are this package's (and mmcv's, and torchvision's)::
 
 so the op's tensors go into the node unchanged.
 
-:func:`onnx_deform_conv` sets the op's export hook (``ops.deform_conv.ONNX_EXPORT_HOOK``)
-for the length of an export.  Every ``deform_conv2d`` call recorded then becomes:
+:func:`onnx_deform_conv` sets the op's export hook
+(:func:`mmdcn_plugin.ops.deform_conv.onnx_export_hook`, on the calling thread only) for
+the length of an export.  Every ``deform_conv2d`` call recorded then becomes:
 
 * ``'native'``: one ``DeformConv`` node.  With the TorchScript exporter
   (``torch.onnx.export(..., dynamo=False)``) through an ``autograd.Function`` whose
@@ -29,9 +30,9 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
-from ..ops import deform_conv as deform_conv_module
 from ..ops.backends import BACKENDS
 from ..ops.checks import DeformGeometry
+from ..ops.deform_conv import current_onnx_export_hook, onnx_export_hook
 
 DEFORM_CONV_OPSET = 19
 MODES = ('auto', 'native', 'gather')
@@ -127,7 +128,10 @@ def _gather_graph(input, offset, weight, bias, mask, geo):
 
 @contextlib.contextmanager
 def onnx_deform_conv(mode: str = 'auto', opset: int = DEFORM_CONV_OPSET) -> Iterator[str]:
-    """Within this block, ONNX exports record ``deform_conv2d`` as ``mode`` says.
+    """Within this block, this thread's ONNX exports record ``deform_conv2d`` as ``mode`` says.
+
+    Exports running on other threads at the same time are not affected (each sets its
+    own block).
 
     Args:
         mode (str): ``'native'`` (one ``DeformConv`` node per call, opset >= 19),
@@ -144,11 +148,8 @@ def onnx_deform_conv(mode: str = 'auto', opset: int = DEFORM_CONV_OPSET) -> Iter
             torch.onnx.export(model, (x,), 'model.onnx', opset_version=19, dynamo=False)
     """
     resolved = resolve_mode(mode, opset)
-    if deform_conv_module.ONNX_EXPORT_HOOK is not None:
-        raise RuntimeError('onnx_deform_conv blocks do not nest: an export hook is already set')
-    deform_conv_module.ONNX_EXPORT_HOOK = (deform_conv_node if resolved == 'native'
-                                           else _gather_graph)
-    try:
+    if current_onnx_export_hook() is not None:
+        raise RuntimeError('onnx_deform_conv blocks do not nest: an export hook is already '
+                           'set on this thread')
+    with onnx_export_hook(deform_conv_node if resolved == 'native' else _gather_graph):
         yield resolved
-    finally:
-        deform_conv_module.ONNX_EXPORT_HOOK = None

@@ -58,18 +58,18 @@ class DensePart(nn.Module):
         self.head = head
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        outs = self.head(self.model.extract_feat(x))
-        # How many levels each kind of output has, for output_names.
-        self.group_sizes = [len(group) for group in outs]
-        return _flat(outs)
+        return _flat(self.head(self.model.extract_feat(x)))
 
     def output_names(self, count: int) -> List[str]:
-        groups = getattr(self, 'group_sizes', [count])
-        names = []
-        for i, size in enumerate(groups):
-            kind = DENSE_OUTPUTS[i] if i < len(DENSE_OUTPUTS) else f'out{i}_'
-            names += [f'{kind}{level}' for level in range(size)]
-        return names
+        """Names of the ``count`` flat outputs: each kind of output holds one map per
+        level of the head's prior generator (``cls_score0``, ..., ``bbox_pred0``, ...);
+        ``output0``, ... when ``count`` is no multiple of the levels."""
+        levels = getattr(getattr(self.head, 'prior_generator', None), 'num_levels', None)
+        if not levels or count % levels:
+            return [f'output{i}' for i in range(count)]
+        kinds = [DENSE_OUTPUTS[i] if i < len(DENSE_OUTPUTS) else f'out{i}_'
+                 for i in range(count // levels)]
+        return [f'{kind}{level}' for kind in kinds for level in range(levels)]
 
 
 def export_part(model: nn.Module, what: str) -> nn.Module:

@@ -61,20 +61,39 @@ def _probe_model(opset: int, deform_conv: bool):
     return model.SerializeToString(), [i.name for i in inputs]
 
 
+#: onnxruntime's own exception types (``onnxruntime.capi.onnxruntime_pybind11_state``),
+#: what it raises for a model it cannot load or run.
+ORT_ERRORS = ('Fail', 'InvalidArgument', 'NoSuchFile', 'NoModel', 'EngineError',
+              'RuntimeException', 'InvalidProtobuf', 'ModelLoaded', 'NotImplemented',
+              'InvalidGraph', 'EPFail')
+
+
+def onnxruntime_errors() -> tuple:
+    """The exception classes of :data:`ORT_ERRORS` that the installed onnxruntime has."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    found = (getattr(state, name, None) for name in ORT_ERRORS)
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, Exception))
+
+
 @functools.lru_cache(maxsize=None)
 def onnxruntime_runs(opset: int, deform_conv: bool = False) -> bool:
-    """True when onnxruntime loads and runs a model of ``opset`` (with a ``DeformConv``)."""
+    """True when onnxruntime loads and runs a model of ``opset`` (with a ``DeformConv``).
+
+    False only when onnxruntime refuses the model with one of its own errors (an
+    opset or operator it does not implement); any other exception, a bug in the probe
+    itself, propagates.
+    """
     import numpy as np
     import onnxruntime as ort
+    model, inputs = _probe_model(opset, deform_conv)
     try:
-        model, inputs = _probe_model(opset, deform_conv)
         session = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
         feeds = {name: np.full(session.get_inputs()[i].shape, 0.5, np.float32)
                  for i, name in enumerate(inputs)}
         session.run(None, feeds)
-        return True
-    except Exception:  # onnxruntime raises its own exception types for unknown opsets/ops
+    except onnxruntime_errors():
         return False
+    return True
 
 
 def default_opset(dynamo: bool = False) -> int:

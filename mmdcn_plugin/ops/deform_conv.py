@@ -5,8 +5,10 @@ References:
     Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results", CVPR 2019
     (DCNv2, the modulation ``mask``).
 """
+import contextlib
+import threading
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -18,9 +20,42 @@ IntPair = Union[int, Tuple[int, int]]
 
 _warned_nondeterministic = False
 
-# Set by mmdcn_plugin.deploy for the length of an ONNX export (ops never import deploy):
-# fn(input, offset, weight, bias, mask, geo) -> Tensor, recorded instead of any backend.
-ONNX_EXPORT_HOOK = None
+
+class _ExportHook(threading.local):
+    # fn(input, offset, weight, bias, mask, geo) -> Tensor, or None; per thread, so an
+    # export on one thread changes nothing for calls on another.
+    fn: Optional[Callable] = None
+
+
+_export_hook = _ExportHook()
+
+
+@contextlib.contextmanager
+def onnx_export_hook(fn: Callable) -> Iterator[None]:
+    """Within this block, on this thread, ONNX exports record ``fn`` for every call.
+
+    How :mod:`mmdcn_plugin.deploy` records a deformable convolution as an ONNX node
+    without ops importing deploy: while ``torch.onnx.is_in_onnx_export()``,
+    :func:`deform_conv2d` returns ``fn(input, offset, weight, bias, mask, geo)`` (``geo``
+    the checked :class:`~.checks.DeformGeometry`) instead of running a backend.  Outside
+    an export the hook is never consulted; other threads never see it.
+
+    Raises:
+        RuntimeError: a hook is already set on this thread (blocks do not nest).
+    """
+    if _export_hook.fn is not None:
+        raise RuntimeError('ONNX export hook blocks do not nest: an export hook is already '
+                           'set on this thread')
+    _export_hook.fn = fn
+    try:
+        yield
+    finally:
+        _export_hook.fn = None
+
+
+def current_onnx_export_hook() -> Optional[Callable]:
+    """The hook :func:`onnx_export_hook` set on this thread, or None."""
+    return _export_hook.fn
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -103,8 +138,9 @@ def deform_conv2d(input: Tensor,
     ``torch.use_deterministic_algorithms(True)`` a warning says so once.
     """
     geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
-    if ONNX_EXPORT_HOOK is not None and torch.onnx.is_in_onnx_export():
-        return ONNX_EXPORT_HOOK(input, offset, weight, bias, mask, geo)
+    hook = _export_hook.fn
+    if hook is not None and torch.onnx.is_in_onnx_export():
+        return hook(input, offset, weight, bias, mask, geo)
     if backend in (None, 'auto') and _tracing():
         # jit.trace / ONNX export / torch.compile record plain tensor ops; the
         # autograd.Function and compiled kernels of the other backends are opaque.
