@@ -37,6 +37,7 @@ from ..datasets.bad_data import (ProblemLog, box_region, check_box, check_mask,
                                  mask_problem, read_coco_json)
 from ..datasets.safe_coco import CheckedCOCO
 from ..lazy_registry import register_class
+from .private_api import ground_truth, set_ground_truth
 
 
 def clean_ground_truth(data: dict, with_masks: bool, problems: ProblemLog) -> dict:
@@ -83,14 +84,15 @@ class SafeCocoMetric(CocoMetric):
         with get_local_path(ann_file, backend_args=self.backend_args) as local_path:
             data = read_coco_json(local_path)
         with_masks = 'segm' in self.metrics
-        self._coco_api = CheckedCOCO()
-        self._coco_api.set_dataset(clean_ground_truth(data, with_masks, problems))
+        coco = CheckedCOCO()
+        coco.set_dataset(clean_ground_truth(data, with_masks, problems))
+        set_ground_truth(self, coco)
         problems.emit(f'{type(self).__name__}: {ann_file}')
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         if self.ann_file is not None and results:
             predicted = {pred['img_id'] for _, pred in results}
-            listed = self._coco_api.get_img_ids()
+            listed = ground_truth(self).get_img_ids()
             self.img_ids = [i for i in listed if i in predicted]
             if len(self.img_ids) < len(listed):
                 print_log(f'{type(self).__name__}: scoring the {len(self.img_ids)} images '
