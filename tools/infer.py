@@ -4,7 +4,7 @@ The plugin is imported first (as by ``tools/train.py``), so every config here wo
 with a checkpoint or without one (random weights; mmdet warns)::
 
     python tools/infer.py configs/quickstart/faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py \\
-        data/synthetic/images/val --checkpoint work_dirs/NAME/epoch_24.pth --out-dir outputs
+        data/synthetic/images/val --checkpoint work_dirs/NAME/epoch_8.pth --out-dir outputs
 
 Writes ``OUT_DIR/vis/NAME.jpg`` (detections scoring >= ``--score-thr`` drawn),
 ``OUT_DIR/preds/NAME.json`` (every prediction) and ``OUT_DIR/predictions.json`` (the
