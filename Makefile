@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ENV_STAMP := $(VENV)/.mmdcn-env-ready
 PYTEST_ARGS ?=
 
-.PHONY: env test test-all demo study clean-env
+.PHONY: env test test-all demo study clean-env gpu-check
 
 env: $(ENV_STAMP)
 
@@ -32,6 +32,16 @@ demo: env
 STUDY_ARGS ?=
 study: env
 	$(PY) tools/study.py $(STUDY_ARGS)
+
+# The end-to-end check of a GPU machine (docs/gpu/README.md): environment, CUDA tests, a
+# one-epoch train/test, op and model timings; report.md, gpu_check.json and logs/ in
+# GPU_CHECK_DIR.  No env: the lent GPU machine has no .venv (its packages come from the
+# GPU kit), so the Python on PATH runs it there.  GPU_CHECK_ARGS='--steps ops-float32'.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_CHECK_DIR ?= work_dirs/gpu-check
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(GPU_PY) tools/gpu_check.py --out-dir $(GPU_CHECK_DIR) $(GPU_CHECK_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

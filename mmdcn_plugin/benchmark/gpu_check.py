@@ -1,0 +1,587 @@
+"""The end-to-end check of a GPU machine, in one call: ``tools/gpu_check.py --out-dir D``.
+
+Steps, each a subprocess of its own (a crash, e.g. a segmentation fault in a compiled
+extension, ends that step only), each with a time budget, all within one total
+budget so that the check fits one call of a lent machine:
+
+1. ``environment``: GPU, driver, torch/CUDA/cuDNN, mmcv/mmdet/mmengine versions, TF32
+   switches, the backends that run on CUDA, git commit, date;
+2. ``tests``: the CUDA tests (``python -m pytest ... --device cuda``);
+3. ``data``, ``train``, ``test``: the quick-start DCNv2 detector trained for one
+   epoch and tested, through ``tools/train.py`` and ``tools/test.py``, on synthetic
+   data from ``tools/make_synthetic_coco.py``;
+4. ``ops-float32``, ``ops-float16``, ``ops-bfloat16``, ``ops-float32-strict-conv``:
+   ``tools/benchmark.py ops --device cuda`` on ResNet-50's c3-c5 shapes of a batch-2
+   800x1216 batch (cuDNN conv, mmcv's raw kernel, torchvision, every backend);
+5. ``model-fp32``, ``model-amp``: ``tools/benchmark.py model --device cuda`` on
+   full-size training steps (mmdet's plain Faster R-CNN R50-FPN, this package's DCNv2
+   config, mmdet's mmcv DCN configs) on a synthetic 800x1216 batch of 2.
+
+Into ``out_dir`` go ``report.md`` and ``gpu_check.json``, rewritten after every step
+(so a check cut short keeps what it did), ``environment.json``, and ``logs/<step>.log``
+with each step's whole output; the benchmarks' own files go to ``<step>/``.  A failed
+step is recorded and the rest go on; a step whose input failed (``test`` after
+``train``) is recorded as skipped.
+
+It runs in a checkout (it needs ``tests/`` and ``tools/``): the command line passes
+its root; the subprocesses get it on ``PYTHONPATH``.
+"""
+import datetime
+import json
+import os
+import os.path as osp
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+QUICKSTART_CONFIG = 'configs/quickstart/faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py'
+PLAIN_CONFIG = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+DCN_CONFIG = 'configs/faster_rcnn/faster-rcnn_r50-dcnv2-c3-c5_fpn_1x_coco.py'
+# mmdet's own mmcv configs: DCNv2 ('mdconv', the counterpart of ours) and DCNv1 ('dconv').
+MMDET_DCN_CONFIGS = ('mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py',
+                     'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
+DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_deform_conv_op.py', 'tests/test_layers.py')
+OP_DTYPES = ('float32', 'float16', 'bfloat16')
+DEFAULT_BUDGET_S = 390.0
+# A step is not started with less than this left of the total budget.
+MIN_STEP_S = 10.0
+HEARTBEAT_S = 30.0
+REPORT = 'report.md'
+RESULTS = 'gpu_check.json'
+STATUSES = ('passed', 'failed', 'timeout', 'skipped')
+
+
+def _no_log(msg: str) -> None:
+    pass
+
+
+@dataclass
+class Step:
+    """One step: a command run in the checkout with a time budget.
+
+    Attributes:
+        name: short id (``logs/<name>.log``, ``--steps``).
+        title: what the report calls it.
+        argv: the command.
+        budget_s: its time limit (cut further by what is left of the total).
+        needs: steps that must have passed first, else this one is skipped.
+        kind: how its results are read: ``'tests'``, ``'ops'``, ``'model'``, ``'train'``,
+            ``'test'``, ``'environment'`` or ``''`` (the exit status alone).
+        out_dir: where the step writes its own files (benchmarks: results.json).
+    """
+    name: str
+    title: str
+    argv: List[str]
+    budget_s: float
+    needs: Tuple[str, ...] = ()
+    kind: str = ''
+    out_dir: Optional[str] = None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+
+
+def data_root_options(data_root: str) -> List[str]:
+    """``--cfg-options`` that point the quick-start config at ``data_root``."""
+    root = data_root.rstrip('/') + '/'
+    return [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')] \
+        + [f'{split}_evaluator.ann_file={root}annotations/val.json' for split in ('val', 'test')]
+
+
+def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.executable,
+                  tests: Sequence[str] = DEFAULT_TESTS, op_repeat: int = 10,
+                  model_iters: int = 5, num_train: int = 240, num_val: int = 48) -> List[Step]:
+    """The steps of the check, in the order they run (see the module docstring).
+
+    Args:
+        root (str): the checkout (``tools/``, ``tests/``, ``configs/``).
+        out_dir (str): where the report, the logs and the benchmarks' files go.
+        work_dir (str): scratch space for the synthetic data and the checkpoints (kept
+            out of ``out_dir``, which comes back from the machine).
+    """
+    tool = lambda name: osp.join(root, 'tools', name)  # noqa: E731
+    data = osp.join(work_dir, 'data')
+    train_dir = osp.join(work_dir, 'train')
+    quick = osp.join(root, QUICKSTART_CONFIG)
+    steps = [
+        Step('environment', 'environment', [
+            python, '-c', 'import sys; from mmdcn_plugin.benchmark.gpu_check import '
+            'write_environment; write_environment(sys.argv[1], sys.argv[2])',
+            osp.join(out_dir, 'environment.json'), root], 60, kind='environment',
+            out_dir=out_dir),
+        Step('tests', 'CUDA tests', [
+            python, '-m', 'pytest', *tests, '--device', 'cuda', '-q', '-rfEs',
+            '-p', 'no:cacheprovider', '--junitxml', osp.join(out_dir, 'tests', 'junit.xml')],
+            150, kind='tests', out_dir=osp.join(out_dir, 'tests')),
+        Step('data', 'synthetic COCO data', [
+            python, tool('make_synthetic_coco.py'), '--out-dir', data, '--num-train',
+            str(num_train), '--num-val', str(num_val), '--no-progress'], 45),
+        Step('train', 'quick-start DCNv2: train one epoch (tools/train.py)', [
+            python, tool('train.py'), quick, '--work-dir', train_dir, '--cfg-options',
+            'train_cfg.max_epochs=1', 'randomness.seed=0', *data_root_options(data)],
+            120, needs=('data',), kind='train', out_dir=train_dir),
+        Step('test', 'quick-start DCNv2: test the checkpoint (tools/test.py)', [
+            python, tool('test.py'), quick, osp.join(train_dir, 'epoch_1.pth'), '--work-dir',
+            osp.join(work_dir, 'test'), '--cfg-options', *data_root_options(data)],
+            60, needs=('train',), kind='test'),
+    ]
+    for dtype in OP_DTYPES:
+        step_dir = osp.join(out_dir, f'ops-{dtype}')
+        steps.append(Step(f'ops-{dtype}', f'the op, {dtype}', [
+            python, tool('benchmark.py'), 'ops', '--device', 'cuda', '--dtype', dtype,
+            '--shapes', 'r50-c3c5', '--repeat', str(op_repeat), '--warmup', '3',
+            '--out-dir', step_dir], 60, kind='ops', out_dir=step_dir))
+    step_dir = osp.join(out_dir, 'ops-float32-strict-conv')
+    steps.append(Step('ops-float32-strict-conv', 'the op, float32, cuDNN conv without TF32', [
+        python, tool('benchmark.py'), 'ops', '--device', 'cuda', '--dtype', 'float32',
+        '--shapes', 'r50-c3c5', '--strict-fp32-conv', '--candidates', 'mmcv', 'plugin:auto',
+        '--repeat', str(op_repeat), '--warmup', '3', '--out-dir', step_dir], 45, kind='ops',
+        out_dir=step_dir))
+    for precision in ('fp32', 'amp'):
+        step_dir = osp.join(out_dir, f'model-{precision}')
+        steps.append(Step(f'model-{precision}',
+                          f'Faster R-CNN R50-FPN training steps, {precision}, batch 2 of '
+                          '800x1216', [
+                              python, tool('benchmark.py'), 'model', osp.join(root, DCN_CONFIG),
+                              '--baseline', PLAIN_CONFIG, '--also', *MMDET_DCN_CONFIGS,
+                              '--device', 'cuda', *(['--amp'] if precision == 'amp' else []),
+                              '--synthetic', '800', '1216', '--batch-size', '2',
+                              '--iters', str(model_iters), '--warmup', '2',
+                              # No download on the machine: random initial weights.
+                              '--cfg-options', 'model.backbone.init_cfg=None',
+                              '--out-dir', step_dir],
+                          100, kind='model', out_dir=step_dir))
+    return steps
+
+
+def select_steps(steps: List[Step], only: Optional[Sequence[str]] = None,
+                 skip: Sequence[str] = ()) -> List[Step]:
+    """``steps`` restricted to the names in ``only`` (all when None), minus ``skip``.
+
+    Raises:
+        ValueError: a name that is not a step.
+    """
+    names = [s.name for s in steps]
+    for argument, given in (('steps', only or ()), ('skip', skip)):
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise ValueError(f'{argument}: expected step names among {names}, got {unknown}')
+    return [s for s in steps if (only is None or s.name in only) and s.name not in skip]
+
+
+# -- the environment --------------------------------------------------------------------
+
+def _command_output(argv: Sequence[str], cwd: Optional[str] = None) -> Optional[str]:
+    try:
+        out = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _version(package: str) -> Optional[str]:
+    from importlib import metadata
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(root: str) -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), else the
+    ``MMDCN_GIT_COMMIT`` environment variable (a copied tree has no ``.git``)."""
+    commit = _command_output(['git', 'rev-parse', 'HEAD'], cwd=root)
+    if commit:
+        dirty = _command_output(['git', 'status', '--porcelain', '--untracked-files=no'],
+                                cwd=root)
+        return commit + ('+dirty' if dirty else '')
+    return os.environ.get('MMDCN_GIT_COMMIT') or 'unknown (no git here; set MMDCN_GIT_COMMIT)'
+
+
+def collect_environment(root: str) -> dict:
+    """What the report says about the machine.  Never calls mmcv's info functions
+    (``get_compiling_cuda_version`` ends the process with some source builds)."""
+    import platform
+
+    import torch
+
+    from ..utils import machine_line
+    env = dict(date=_now(), commit=git_commit(root), host=platform.node(),
+               python=platform.python_version(), cpu=machine_line(),
+               torch=torch.__version__, torch_cuda=torch.version.cuda,
+               cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+               else None,
+               cuda_available=torch.cuda.is_available())
+    for package in ('mmcv', 'mmengine', 'mmdet', 'torchvision', 'triton', 'pycocotools',
+                    'onnxruntime'):
+        env[package] = _version(package)
+    env['tf32'] = dict(cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
+                       matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
+                       float32_matmul_precision=torch.get_float32_matmul_precision(),
+                       cudnn_benchmark=bool(torch.backends.cudnn.benchmark))
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
+                   gpu_capability='.'.join(map(str, torch.cuda.get_device_capability(0))),
+                   gpu_memory_gib=round(props.total_memory / 2**30, 1))
+    smi = _command_output(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'])
+    env['driver'] = smi.splitlines()[0] if smi else None
+    nvcc = _command_output(['nvcc', '--version'])
+    env['nvcc'] = nvcc.splitlines()[-1] if nvcc else None
+    return env
+
+
+def backends_by_device() -> Dict[str, Dict[str, str]]:
+    """device -> backend -> ``'runs'`` or why not, by the public resolver (on CUDA that
+    runs mmcv's probe: a crash there ends this process, which is why the environment
+    is collected in a subprocess); and what ``'auto'`` picks."""
+    import torch
+
+    from ..ops.backends import BACKENDS, resolve_backend
+    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    out: Dict[str, Dict[str, str]] = {}
+    for device in devices:
+        dev = torch.device(device)
+        table = {}
+        for name in list(BACKENDS) + ['auto']:
+            try:
+                picked = resolve_backend(name, dev)
+                table[name] = 'runs' if name != 'auto' else f'picks {picked}'
+            except (RuntimeError, ValueError) as e:
+                table[name] = f'no: {e}'
+        out[device] = table
+    return out
+
+
+def write_environment(path: str, root: str) -> dict:
+    """:func:`collect_environment` printed and written to ``path`` (JSON), then again
+    with ``backends`` (:func:`backends_by_device`): should probing a backend end the
+    process, the rest is on disk already."""
+    env = collect_environment(root)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    for key, value in env.items():
+        print(f'{key}: {value}', flush=True)
+    _write_atomic(path, json.dumps(env, indent=2))
+    env['backends'] = backends_by_device()
+    print(f"backends: {env['backends']}", flush=True)
+    _write_atomic(path, json.dumps(env, indent=2))
+    return env
+
+
+# -- running a step ---------------------------------------------------------------------
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f'signal {-rc}'
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln for ln in f.read().decode('utf-8', 'replace').splitlines() if ln.strip()]
+    except OSError:
+        return ''
+    # Not the command the log starts with: a step that printed nothing has no last line.
+    return lines[-1][:160] if lines and not lines[-1].startswith('$ ') else ''
+
+
+def run_command(argv: Sequence[str], log_path: str, timeout_s: float, cwd: str,
+                env: Optional[Dict[str, str]] = None, log: Callable[[str], None] = _no_log,
+                heartbeat_s: float = HEARTBEAT_S) -> Tuple[Optional[int], bool, float]:
+    """Run ``argv`` with its output into ``log_path``, at most ``timeout_s`` seconds.
+
+    The command gets a process group of its own; on timeout the whole group is
+    terminated (then killed).  Every ``heartbeat_s`` the log's last line is passed to
+    ``log`` (progress of a long step).
+
+    Returns:
+        (return code or None on timeout, timed out, seconds)
+    """
+    os.makedirs(osp.dirname(osp.abspath(log_path)), exist_ok=True)
+    start = time.monotonic()
+    with open(log_path, 'w') as logf:
+        logf.write(f'$ {shlex.join(argv)}\n')
+        logf.flush()
+        try:
+            proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=logf,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:
+            logf.write(f'could not start: {e}\n')
+            return 127, False, time.monotonic() - start
+        next_beat = start + heartbeat_s
+        while True:
+            try:
+                rc = proc.wait(timeout=1.0)
+                return rc, False, time.monotonic() - start
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now - start > timeout_s:
+                _stop_group(proc)
+                logf.write(f'\n[gpu-check] stopped after {timeout_s:.0f} s (its budget)\n')
+                return None, True, time.monotonic() - start
+            if now >= next_beat:
+                log(f'  ... {now - start:.0f} s: {_last_line(log_path)}')
+                next_beat = now + heartbeat_s
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# -- reading a step's results -----------------------------------------------------------
+
+def read_junit(path: str) -> dict:
+    """Counts of a pytest ``--junitxml`` file: tests, passed, failed, errors, skipped,
+    and the ids of the tests that failed or erred."""
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == 'testsuite' else list(root.iter('testsuite'))
+    counts = dict(tests=0, failed=0, errors=0, skipped=0)
+    failing = []
+    for suite in suites:
+        counts['tests'] += int(suite.get('tests', 0))
+        counts['failed'] += int(suite.get('failures', 0))
+        counts['errors'] += int(suite.get('errors', 0))
+        counts['skipped'] += int(suite.get('skipped', 0))
+        for case in suite.iter('testcase'):
+            if case.find('failure') is not None or case.find('error') is not None:
+                failing.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    counts['passed'] = counts['tests'] - counts['failed'] - counts['errors'] - counts['skipped']
+    counts['failing'] = failing
+    return counts
+
+
+_MAP = re.compile(r'coco/bbox_mAP: (-?[0-9.]+)')
+
+
+def last_bbox_map(log_path: str) -> Optional[float]:
+    """The last ``coco/bbox_mAP`` an mmdet log line printed, if any."""
+    try:
+        with open(log_path, errors='replace') as f:
+            found = _MAP.findall(f.read())
+    except OSError:
+        return None
+    return float(found[-1]) if found else None
+
+
+def summarize(step: Step, log_path: str) -> dict:
+    """What the report shows of a finished step, read from its files; ``ok`` is False
+    when the files contradict a zero exit status (no checkpoint, no mAP, no rows)."""
+    if step.kind == 'environment':
+        with open(osp.join(step.out_dir, 'environment.json')) as f:
+            env = json.load(f)
+        return dict(ok='backends' in env, environment=env)
+    if step.kind == 'tests':
+        counts = read_junit(osp.join(step.out_dir, 'junit.xml'))
+        return dict(ok=counts['tests'] > 0 and not counts['failed'] and not counts['errors'],
+                    **counts)
+    if step.kind in ('ops', 'model'):
+        with open(osp.join(step.out_dir, 'results.json')) as f:
+            saved = json.load(f)
+        return dict(ok=bool(saved['rows']), machine=saved['machine'], rows=saved['rows'])
+    if step.kind == 'train':
+        ckpt = osp.join(step.out_dir, 'epoch_1.pth')
+        return dict(ok=osp.isfile(ckpt), checkpoint=ckpt if osp.isfile(ckpt) else None,
+                    val_bbox_mAP=last_bbox_map(log_path))
+    if step.kind == 'test':
+        value = last_bbox_map(log_path)
+        return dict(ok=value is not None, test_bbox_mAP=value)
+    return dict(ok=True)
+
+
+def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str, str],
+             log: Callable[[str], None] = _no_log) -> dict:
+    """Run one step and read its results; never raises for the step's own failures."""
+    log_rel = osp.join('logs', f'{step.name}.log')
+    log_path = osp.join(out_dir, log_rel)
+    if step.out_dir:
+        os.makedirs(step.out_dir, exist_ok=True)
+    rc, timed_out, seconds = run_command(step.argv, log_path, timeout_s, cwd, env, log)
+    result = dict(name=step.name, title=step.title, command=shlex.join(step.argv),
+                  budget_s=step.budget_s, timeout_s=round(timeout_s, 1), seconds=round(seconds, 1),
+                  rc=rc, log=log_rel)
+    if timed_out:
+        result.update(status='timeout', reason=f'stopped at its time limit ({timeout_s:.0f} s)')
+    elif rc != 0:
+        why = f'killed by {_signal_name(rc)}' if rc < 0 else f'exit status {rc}'
+        last = _last_line(log_path)
+        result.update(status='failed', reason=why + (f'; last line: {last}' if last else ''))
+    else:
+        result['status'] = 'passed'
+    if not timed_out:
+        try:
+            summary = summarize(step, log_path)
+        except (OSError, ValueError, KeyError, ET.ParseError) as e:
+            summary = dict(ok=False, summary_error=f'{type(e).__name__}: {e}')
+            with open(log_path, 'a') as f:
+                f.write('\n[gpu-check] reading the results failed:\n' + traceback.format_exc())
+        ok = summary.pop('ok')
+        result['summary'] = summary
+        if result['status'] == 'passed' and not ok:
+            result.update(status='failed', reason='exit status 0, but its results are missing '
+                          'or failing: ' + json.dumps(summary)[:300])
+    return result
+
+
+# -- the whole check --------------------------------------------------------------------
+
+def run_gpu_check(out_dir: str, steps: Sequence[Step], root: str,
+                  budget_s: float = DEFAULT_BUDGET_S, log: Callable[[str], None] = print,
+                  runner: Callable[..., dict] = run_step,
+                  clock: Callable[[], float] = time.monotonic) -> dict:
+    """Run ``steps`` in order within ``budget_s`` seconds; write the report after each.
+
+    A step gets ``min(step.budget_s, what is left)`` seconds; with less than
+    :data:`MIN_STEP_S` left, or when a step it ``needs`` did not pass, it is skipped
+    and says why.
+
+    Args:
+        runner: ``runner(step, out_dir, timeout_s, cwd, env, log)`` -> result dict
+            (default :func:`run_step`; tests pass cheap fakes).
+        clock: seconds, for the budget.
+
+    Returns:
+        the state written to ``gpu_check.json``.
+    """
+    if not budget_s > 0:
+        raise ValueError(f'budget_s: expected a positive number of seconds, got {budget_s!r}')
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f'steps: expected unique names, got {names}')
+    os.makedirs(osp.join(out_dir, 'logs'), exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED='1',
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get('PYTHONPATH')) if p))
+    start = clock()
+    state = dict(started=_now(), finished=None, budget_s=budget_s, wall_s=0.0, root=root,
+                 environment=None, steps=[])
+    write_report(state, out_dir)
+    status: Dict[str, str] = {}
+    for i, step in enumerate(steps):
+        left = budget_s - (clock() - start)
+        missing = [n for n in step.needs if status.get(n) != 'passed']
+        log(f'[gpu-check] {i + 1}/{len(steps)} {step.name}: {step.title}')
+        if missing:
+            result = dict(name=step.name, title=step.title, status='skipped',
+                          reason=f'needs {", ".join(missing)}, which did not pass')
+        elif left < MIN_STEP_S:
+            result = dict(name=step.name, title=step.title, status='skipped',
+                          reason=f'out of the total time budget ({left:.0f} s left of '
+                          f'{budget_s:.0f} s)')
+        else:
+            result = runner(step, out_dir, min(step.budget_s, left), root, env, log)
+        status[step.name] = result['status']
+        if step.kind == 'environment' and result.get('summary', {}).get('environment'):
+            state['environment'] = result['summary'].pop('environment')
+            for key, value in state['environment'].items():
+                log(f'  {key}: {value}')
+        state['steps'].append(result)
+        state['wall_s'] = round(clock() - start, 1)
+        write_report(state, out_dir)
+        log(f'[gpu-check]   {result["status"]}' + (f' in {result["seconds"]} s'
+                                                   if 'seconds' in result else '')
+            + (f': {result["reason"]}' if result.get('reason') else ''))
+    state['finished'] = _now()
+    state['wall_s'] = round(clock() - start, 1)
+    write_report(state, out_dir)
+    counts = {s: sum(r['status'] == s for r in state['steps']) for s in STATUSES}
+    log(f'[gpu-check] done in {state["wall_s"]} s: '
+        + ', '.join(f'{n} {s}' for s, n in counts.items() if n)
+        + f'; report: {osp.join(out_dir, REPORT)}')
+    return state
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(state: dict, out_dir: str) -> None:
+    """``gpu_check.json`` (the state) and ``report.md`` (:func:`render_report`)."""
+    _write_atomic(osp.join(out_dir, RESULTS), json.dumps(state, indent=2, default=str) + '\n')
+    _write_atomic(osp.join(out_dir, REPORT), render_report(state))
+
+
+def _env_lines(env: Optional[dict]) -> List[str]:
+    if not env:
+        return ['The environment was not collected (see the `environment` step).', '']
+    tf32 = env.get('tf32', {})
+    rows = [('date', env.get('date')), ('commit', env.get('commit')),
+            ('GPU', f"{env.get('gpu')} x{env.get('gpu_count')} (sm {env.get('gpu_capability')}, "
+                    f"{env.get('gpu_memory_gib')} GiB), driver {env.get('driver')}"),
+            ('CPU', env.get('cpu')),
+            ('Python / torch', f"{env.get('python')} / {env.get('torch')} (CUDA "
+                               f"{env.get('torch_cuda')}, cuDNN {env.get('cudnn')}); "
+                               f"{env.get('nvcc')}"),
+            ('mmcv / mmengine / mmdet', f"{env.get('mmcv')} / {env.get('mmengine')} / "
+                                        f"{env.get('mmdet')}"),
+            ('torchvision / triton', f"{env.get('torchvision')} / {env.get('triton')}"),
+            ('TF32', f"cudnn.allow_tf32={tf32.get('cudnn_allow_tf32')}, "
+                     f"matmul.allow_tf32={tf32.get('matmul_allow_tf32')} "
+                     f"(float32 matmul precision {tf32.get('float32_matmul_precision')}), "
+                     f"cudnn.benchmark={tf32.get('cudnn_benchmark')}")]
+    for device, table in (env.get('backends') or {}).items():
+        rows.append((f'backends on {device}', '; '.join(f'{k}: {v[:80]}'
+                                                        for k, v in table.items())))
+    return ['| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows] + ['']
+
+
+def render_report(state: dict) -> str:
+    """The Markdown report of a (possibly unfinished) check."""
+    from .model import model_table
+    from .ops import ops_summary, ops_table
+    env = state.get('environment') or {}
+    done = state.get('finished')
+    lines = [f"# GPU check: {env.get('gpu', 'GPU unknown')}, {env.get('date', state['started'])}",
+             '',
+             f"Started {state['started']}; " + (f"finished {done}" if done else
+                                                 '**not finished** (written after every step)')
+             + f"; {state['wall_s']} s of a {state['budget_s']:.0f} s budget.", '']
+    lines += _env_lines(state.get('environment'))
+    lines += ['## Steps', '', '| step | status | seconds | note | log |', '|---|---|---|---|---|']
+    for r in state['steps']:
+        note = (r.get('reason') or '').replace('|', '/')[:200]
+        lines.append(f"| {r['name']} | {r['status']} | {r.get('seconds', '')} | {note} | "
+                     f"{r.get('log', '')} |")
+    lines.append('')
+    for r in state['steps']:
+        summary = r.get('summary') or {}
+        if r['name'] == 'tests' and 'tests' in summary:
+            lines += ['## CUDA tests', '', f"{summary['passed']} passed, {summary['failed']} "
+                      f"failed, {summary['errors']} errors, {summary['skipped']} skipped "
+                      f"({summary['tests']} in all).", '']
+            if summary['failing']:
+                lines += [f'- failing: `{t}`' for t in summary['failing']] + ['']
+        elif summary.get('rows') and r['name'].startswith('ops-'):
+            lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
+                      ops_table(summary['rows']), '']
+            text = ops_summary(summary['rows'])
+            lines += [text, ''] if text else []
+        elif summary.get('rows') and r['name'].startswith('model-'):
+            lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
+                      model_table(summary['rows']), '']
+        elif r['name'] in ('train', 'test') and summary:
+            value = summary.get('val_bbox_mAP', summary.get('test_bbox_mAP'))
+            lines += [f"## {r['title']}", '', f'bbox mAP: {value} ({r["status"]}).', '']
+    return '\n'.join(lines).rstrip('\n') + '\n'

@@ -1,0 +1,330 @@
+"""The end-to-end GPU check (mmdcn_plugin.benchmark.gpu_check, tools/gpu_check.py) on the
+CPU: its orchestration, report and JSON with fake or cheap steps, step failures
+(exit status, crash, time limit), the time budget, and the command line.  What it
+runs on the GPU is checked here only as far as a CPU can: the steps' command lines
+parse and name files that exist."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import load_tool
+from mmdcn_plugin.benchmark import gpu_check
+from mmdcn_plugin.benchmark.gpu_check import Step
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PY = sys.executable
+
+
+def py_step(name, code, budget_s=30.0, **kwargs):
+    return Step(name, f'step {name}', [PY, '-c', code], budget_s, **kwargs)
+
+
+class FakeRunner:
+    """Records every call and what the JSON said at that moment; returns scripted
+    statuses instead of running anything."""
+
+    def __init__(self, out_dir, statuses, seconds=1.0, clock=None):
+        self.out_dir, self.statuses, self.seconds, self.clock = out_dir, statuses, seconds, clock
+        self.calls, self.saved_before = [], []
+
+    def __call__(self, step, out_dir, timeout_s, cwd, env, log):
+        with open(osp.join(self.out_dir, gpu_check.RESULTS)) as f:
+            self.saved_before.append([r['name'] for r in json.load(f)['steps']])
+        self.calls.append((step.name, timeout_s))
+        if self.clock is not None:
+            self.clock.now += self.seconds
+        status = self.statuses.get(step.name, 'passed')
+        return dict(name=step.name, title=step.title, status=status, seconds=self.seconds,
+                    reason='' if status == 'passed' else f'{step.name} went wrong')
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_every_step_result_is_written_before_the_next_step_starts(tmp_path):
+    steps = [py_step(n, 'pass') for n in ('a', 'b', 'c')]
+    runner = FakeRunner(str(tmp_path), {'b': 'failed'})
+    state = gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, runner=runner, log=lambda m: None)
+    # The JSON on disk when each step started held every earlier step.
+    assert runner.saved_before == [[], ['a'], ['a', 'b']]
+    # A failed step is recorded and the rest go on.
+    assert [(r['name'], r['status']) for r in state['steps']] == [
+        ('a', 'passed'), ('b', 'failed'), ('c', 'passed')]
+    saved = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert saved['finished'] and [r['status'] for r in saved['steps']] == [
+        'passed', 'failed', 'passed']
+    report = (tmp_path / 'report.md').read_text()
+    assert '| b | failed | 1.0 | b went wrong |' in report
+    assert '**not finished**' not in report
+
+
+def test_a_step_is_skipped_when_what_it_needs_did_not_pass(tmp_path):
+    steps = [py_step('data', 'pass'), py_step('train', 'pass', needs=('data',)),
+             py_step('test', 'pass', needs=('train',)), py_step('other', 'pass')]
+    runner = FakeRunner(str(tmp_path), {'data': 'timeout'})
+    state = gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, runner=runner, log=lambda m: None)
+    assert [c[0] for c in runner.calls] == ['data', 'other']
+    by = {r['name']: r for r in state['steps']}
+    assert by['train']['status'] == by['test']['status'] == 'skipped'
+    assert by['train']['reason'] == 'needs data, which did not pass'
+    assert by['test']['reason'] == 'needs train, which did not pass'
+
+
+def test_the_total_budget_cuts_each_step_and_skips_what_no_longer_fits(tmp_path):
+    clock = Clock()
+    steps = [py_step('a', 'pass', budget_s=100), py_step('b', 'pass', budget_s=100),
+             py_step('c', 'pass', budget_s=100)]
+    runner = FakeRunner(str(tmp_path), {}, seconds=95.0, clock=clock)
+    state = gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, budget_s=200, runner=runner,
+                                    clock=clock, log=lambda m: None)
+    # a: its own 100 s; b: 105 s left, capped at its own 100; c: the 10 s left (the
+    # minimum a step starts with).
+    assert runner.calls == [('a', 100), ('b', 100), ('c', 10)]
+    clock.now = 0.0
+    runner = FakeRunner(str(tmp_path), {}, seconds=96.0, clock=clock)
+    state = gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, budget_s=200, runner=runner,
+                                    clock=clock, log=lambda m: None)
+    assert [c[0] for c in runner.calls] == ['a', 'b']
+    skipped = state['steps'][2]
+    assert skipped['status'] == 'skipped'
+    assert skipped['reason'] == 'out of the total time budget (8 s left of 200 s)'
+    assert state['wall_s'] == 192.0
+    with pytest.raises(ValueError, match=r'budget_s: expected a positive number of seconds, '
+                                         r'got 0'):
+        gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, budget_s=0)
+    with pytest.raises(ValueError, match=r"steps: expected unique names, got \['a', 'a'\]"):
+        gpu_check.run_gpu_check(str(tmp_path), steps[:1] * 2, ROOT)
+
+
+def test_real_steps_passing_failing_crashing_and_over_time(tmp_path):
+    """Cheap subprocesses: the log keeps each one's output, a crash (SIGSEGV, as mmcv's
+    info functions do) and a time-out end that step only, and the time-out kills the
+    step's whole process group."""
+    marker = tmp_path / 'grandchild-alive'
+    sleeper = (f'import subprocess, sys, time; subprocess.Popen([sys.executable, "-c", '
+               f'"import time; time.sleep(4); open({str(marker)!r}, \'w\')"]); '
+               'print("sleeping", flush=True); time.sleep(60)')
+    steps = [py_step('ok', 'print("all good")'),
+             py_step('exit3', 'import sys; print("bad input"); sys.exit(3)'),
+             py_step('segv', 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)'),
+             py_step('slow', sleeper, budget_s=1.5),
+             py_step('after', 'print("still runs")')]
+    logs = []
+    start = time.monotonic()
+    state = gpu_check.run_gpu_check(str(tmp_path), steps, ROOT, log=logs.append)
+    assert time.monotonic() - start < 30
+    by = {r['name']: r for r in state['steps']}
+    assert by['ok']['status'] == 'passed' and by['ok']['rc'] == 0
+    assert by['exit3']['status'] == 'failed'
+    assert by['exit3']['reason'] == 'exit status 3; last line: bad input'
+    assert by['segv']['status'] == 'failed' and by['segv']['reason'] == 'killed by SIGSEGV'
+    assert by['slow']['status'] == 'timeout' and by['slow']['rc'] is None
+    assert by['after']['status'] == 'passed'
+    assert 'all good' in (tmp_path / 'logs' / 'ok.log').read_text()
+    slow_log = (tmp_path / 'logs' / 'slow.log').read_text()
+    assert 'sleeping' in slow_log and 'stopped after 2 s (its budget)' in slow_log
+    time.sleep(4.5)
+    assert not marker.exists(), 'the timed-out step left a process running'
+    assert any(m.startswith('[gpu-check] done in') and '2 passed, 2 failed, 1 timeout' in m
+               for m in logs), logs
+
+
+def test_results_are_read_from_each_steps_files(tmp_path):
+    """A zero exit status with missing or failing results is a failure; the report
+    shows the tests' counts, the op and model tables and the mAP."""
+    out = tmp_path / 'out'
+    (out / 'tests').mkdir(parents=True)
+    (out / 'tests' / 'junit.xml').write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
+        '<testcase classname="tests.test_cuda" name="test_a"/>'
+        '<testcase classname="tests.test_cuda" name="test_b"><failure message="x"/></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_c"><skipped/></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_d"/></testsuite></testsuites>')
+    (out / 'ops').mkdir()
+    rows = [dict(shape='c3', nchw='2x128x100x152', mode=mode, candidate=c, median_ms=ms,
+                 vs_conv=ms / 0.5, tf32='n/a')
+            for mode in ('fwd', 'fwd+bwd')
+            for c, ms in (('conv', 0.5), ('mmcv', 2.0), ('plugin:auto', 2.1))]
+    (out / 'ops' / 'results.json').write_text(json.dumps(dict(kind='ops', machine='GPU X',
+                                                              rows=rows)))
+    (out / 'train').mkdir()
+    (out / 'train' / 'epoch_1.pth').write_bytes(b'x')
+    write_log = 'import sys; print(sys.argv[1])'
+    steps = [Step('tests', 'CUDA tests', [PY, '-c', 'pass'], 30, kind='tests',
+                  out_dir=str(out / 'tests')),
+             Step('ops-float32', 'the op, float32', [PY, '-c', 'pass'], 30, kind='ops',
+                  out_dir=str(out / 'ops')),
+             Step('model-fp32', 'model', [PY, '-c', 'pass'], 30, kind='model',
+                  out_dir=str(out / 'nothing-here')),
+             Step('train', 'train', [PY, '-c', write_log, 'Epoch(val) [6/6] coco/bbox_mAP: '
+                                     '0.1230  coco/bbox_mAP_50: 0.3'], 30, kind='train',
+                  out_dir=str(out / 'train')),
+             Step('test', 'test', [PY, '-c', 'print("no metric here")'], 30, kind='test')]
+    state = gpu_check.run_gpu_check(str(out), steps, ROOT, log=lambda m: None)
+    by = {r['name']: r for r in state['steps']}
+    assert by['tests']['status'] == 'failed'  # exit 0, but the junit file says 1 failed
+    assert by['tests']['summary'] == dict(tests=4, failed=1, errors=0, skipped=1, passed=2,
+                                          failing=['tests.test_cuda::test_b'])
+    assert by['ops-float32']['status'] == 'passed'
+    assert by['model-fp32']['status'] == 'failed'
+    assert by['model-fp32']['summary']['summary_error'].startswith('FileNotFoundError')
+    assert 'Traceback' in (out / 'logs' / 'model-fp32.log').read_text()
+    assert by['train']['status'] == 'passed' and by['train']['summary']['val_bbox_mAP'] == 0.123
+    assert by['test']['status'] == 'failed' and by['test']['summary']['test_bbox_mAP'] is None
+    report = (out / 'report.md').read_text()
+    assert '2 passed, 1 failed, 0 errors, 1 skipped (4 in all).' in report
+    assert '- failing: `tests.test_cuda::test_b`' in report
+    assert '| 2,128,100,152 | plugin:auto | 2.1 | 4.2x | 2.1 | 4.2x |' in report
+    assert "plugin:auto fwd: 0.95x faster than mmcv" in report
+    assert 'bbox mAP: 0.123 (passed).' in report
+
+
+def test_the_environment_never_asks_mmcv_for_its_build_info(tmp_path, monkeypatch):
+    """mmcv's info functions end the process with some source builds (issue 24): the
+    environment step must not call them."""
+    import mmcv.ops
+
+    def crash(*args):
+        raise AssertionError('called an mmcv info function')
+    for name in ('get_compiling_cuda_version', 'get_compiler_version'):
+        monkeypatch.setattr(mmcv.ops, name, crash, raising=False)
+    env = gpu_check.write_environment(str(tmp_path / 'env.json'), ROOT)
+    saved = json.loads((tmp_path / 'env.json').read_text())
+    assert saved == json.loads(json.dumps(env))
+    for key in ('date', 'commit', 'torch', 'mmcv', 'mmdet', 'mmengine', 'tf32', 'backends'):
+        assert key in saved, key
+    assert saved['tf32']['cudnn_allow_tf32'] in (True, False)
+    assert saved['backends']['cpu']['torch'] == 'runs'
+    assert saved['backends']['cpu']['auto'].startswith('picks ')
+
+
+def test_the_commit_comes_from_git_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv('MMDCN_GIT_COMMIT', 'abc123')
+    assert gpu_check.git_commit(str(tmp_path)) == 'abc123'  # no .git in tmp_path
+    monkeypatch.delenv('MMDCN_GIT_COMMIT')
+    assert gpu_check.git_commit(str(tmp_path)).startswith('unknown')
+
+
+def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
+    """What the GPU machine will run, checked here: every step's command line parses
+    with its tool, and every config it names exists."""
+    from mmdcn_plugin.benchmark import resolve_config
+    steps = gpu_check.default_steps(ROOT, str(tmp_path / 'out'), str(tmp_path / 'work'))
+    names = [s.name for s in steps]
+    assert names == ['environment', 'tests', 'data', 'train', 'test', 'ops-float32',
+                     'ops-float16', 'ops-bfloat16', 'ops-float32-strict-conv', 'model-fp32',
+                     'model-amp']
+    # The steps' own budgets add up to more than the total: the total cuts the last ones.
+    assert sum(s.budget_s for s in steps) > gpu_check.DEFAULT_BUDGET_S
+    assert gpu_check.DEFAULT_BUDGET_S <= 400  # + kit install and build: one 8-minute call
+    by = {s.name: s for s in steps}
+    assert by['tests'].argv[by['tests'].argv.index('--device') + 1] == 'cuda'
+    for name in gpu_check.DEFAULT_TESTS:
+        assert osp.isfile(osp.join(ROOT, name)), name
+    bench = load_tool('benchmark')
+    for name in ('ops-float32', 'ops-float16', 'ops-bfloat16', 'ops-float32-strict-conv'):
+        args = bench.parse_args(by[name].argv[2:])
+        assert (args.cmd, args.device, args.shapes) == ('ops', 'cuda', ['r50-c3c5'])
+    assert bench.parse_args(by['ops-bfloat16'].argv[2:]).dtype == 'bfloat16'
+    assert bench.parse_args(by['ops-float32-strict-conv'].argv[2:]).strict_fp32_conv
+    for name, amp in (('model-fp32', False), ('model-amp', True)):
+        args = bench.parse_args(by[name].argv[2:])
+        assert (args.device, args.amp, args.synthetic, args.batch_size) == (
+            'cuda', amp, [800, 1216], 2)
+        for path in [args.config, args.baseline] + args.also:
+            assert osp.isfile(resolve_config(path)), path
+        assert args.baseline == 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+        assert 'mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py' in args.also
+    assert osp.isfile(by['train'].argv[2]) and by['test'].argv[3].endswith('epoch_1.pth')
+    assert by['test'].needs == ('train',) and by['train'].needs == ('data',)
+    with pytest.raises(ValueError, match=r"steps: expected step names among .*got \['nope'\]"):
+        gpu_check.select_steps(steps, ['nope'])
+    assert [s.name for s in gpu_check.select_steps(steps, ['test', 'data'], skip=['test'])] == [
+        'data']
+
+
+def test_cli_errors_name_the_argument(capsys):
+    tool = load_tool('gpu_check')
+    for argv, message in [
+            ([], '--out-dir: expected a folder for the report, got nothing'),
+            (['--out-dir', 'd', '--budget-s', '-5'],
+             '--budget-s: expected a positive number of seconds, got -5.0'),
+            (['--out-dir', 'd', '--steps', 'ops', 'tests'],
+             "--steps: expected step names among ['environment', 'tests'"),
+            (['--out-dir', 'd', '--skip', 'nope'], "got ['nope']"),
+            (['--out-dir', 'd', '--op-repeat', '0'], '--op-repeat: expected >= 1, got 0')]:
+        with pytest.raises(SystemExit) as e:
+            tool.parse_args(argv)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err, argv
+
+
+def test_cli_lists_and_runs_selected_steps(tmp_path, capsys):
+    tool = load_tool('gpu_check')
+    assert tool.main(['--list', '--steps', 'data', 'model-amp']) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split(' ')[0] for line in listed] == ['data', 'model-amp']
+    assert '--amp' in listed[1]
+    # One real, cheap step through the command line: exit 0, report and JSON written.
+    assert tool.main(['--out-dir', str(tmp_path), '--steps', 'environment']) == 0
+    state = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert [r['status'] for r in state['steps']] == ['passed']
+    assert state['environment']['torch']
+    assert '| environment | passed |' in (tmp_path / 'report.md').read_text()
+
+
+def _fake_checkout(tmp_path, kit=True):
+    """A folder shaped like the checkout on the GPU machine: a kit whose setup.sh marks
+    the environment, a setup.py that pretends to build, and a tools/gpu_check.py that
+    records how it was called and exits 3."""
+    root = tmp_path / 'checkout'
+    (root / 'tools').mkdir(parents=True)
+    if kit:
+        (root / '.gpu-kit').mkdir()
+        (root / '.gpu-kit' / 'setup.sh').write_text('echo "gpu-kit: installed"\n'
+                                                    'export KIT_MARK=1\n')
+    (root / 'setup.py').write_text('import sys; print("building", sys.argv[1:])\n')
+    (root / 'tools' / 'gpu_check.py').write_text(
+        'import json, os, sys\n'
+        'json.dump(dict(argv=sys.argv[1:], kit=os.environ.get("KIT_MARK")), '
+        'open(os.environ["RECORD"], "w"))\nsys.exit(3)\n')
+    return root
+
+
+def test_device_script_installs_the_kit_builds_and_runs_the_check(tmp_path):
+    root = _fake_checkout(tmp_path)
+    env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(tmp_path / 'record.json'),
+               PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_device_run.sh'), '--steps',
+                           'ops-float32'], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # the check's own exit status
+    record = json.loads((tmp_path / 'record.json').read_text())
+    dest = str(tmp_path / 'out' / 'gpu-check')
+    argv = record['argv']
+    assert argv[:2] == ['--out-dir', dest] and argv[2] == '--budget-s'
+    assert 400 < int(argv[3]) <= 450 and argv[4:] == ['--steps', 'ops-float32']
+    assert record['kit'] == '1'  # the kit was sourced, not run in a subshell
+    logs = tmp_path / 'out' / 'gpu-check' / 'logs'
+    assert 'gpu-kit: installed' in (logs / 'kit.log').read_text()
+    assert "building ['build_ext', '--inplace']" in (logs / 'build_ext.log').read_text()
+    assert 'C++ extension built' in proc.stdout and 'exit status 3' in proc.stdout
+
+
+def test_device_script_stops_without_the_kit(tmp_path):
+    root = _fake_checkout(tmp_path, kit=False)
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_device_run.sh')], cwd=root,
+                          env=dict(os.environ, OUT=str(tmp_path / 'out')), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert 'no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it' in proc.stdout

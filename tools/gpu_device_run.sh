@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one script a session with a lent GPU passes to the device tool (docs/gpu/README.md):
+#
+#     carry: [".gpu-kit"]      timeout_s: 500
+#     command: MMDCN_GIT_COMMIT=<sha of HEAD> bash tools/gpu_device_run.sh
+#
+# In one call of at most 8 minutes it installs the GPU kit (.gpu-kit, a copy of
+# ../shared/device), builds this package's C++ extension with the system compiler, and
+# runs tools/gpu_check.py into $OUT/gpu-check (report.md, gpu_check.json, logs/), which
+# comes back with the call.  Arguments go to tools/gpu_check.py (a rerun of part of it:
+# `bash tools/gpu_device_run.sh --steps ops-float32 model-fp32`).  GPU_CHECK_TOTAL_S
+# (default 450) is the whole script's budget in seconds; the check gets what the kit and
+# the build leave of it.
+set -u
+start=$(date +%s)
+OUT=${OUT:-$PWD/work_dirs/gpu-device-out}
+DEST="$OUT/gpu-check"
+mkdir -p "$DEST/logs"
+say() { echo "[gpu-device-run $(( $(date +%s) - start ))s] $*"; }
+
+if [ ! -f .gpu-kit/setup.sh ]; then
+    say "no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it"
+    exit 2
+fi
+# shellcheck source=/dev/null
+if ! . .gpu-kit/setup.sh > "$DEST/logs/kit.log" 2>&1; then
+    cat "$DEST/logs/kit.log"
+    say "the GPU kit did not install (logs/kit.log)"
+    exit 2
+fi
+cat "$DEST/logs/kit.log"
+
+# The system compiler: the machine's default gcc links libstdc++ into an extension
+# statically, and two copies of libstdc++ in one process break C++ string streams
+# (../shared/device/README.md, the mmcv segfault of issue 24).
+if [ -x /usr/bin/gcc ] && [ -x /usr/bin/g++ ]; then
+    export CC=/usr/bin/gcc CXX=/usr/bin/g++
+fi
+if timeout 150 python3 setup.py build_ext --inplace > "$DEST/logs/build_ext.log" 2>&1; then
+    for so in mmdcn_plugin/_deform_conv_cpu*.so; do
+        [ -f "$so" ] && readelf -d "$so" | grep -i 'libstdc' >> "$DEST/logs/build_ext.log"
+    done
+    say "C++ extension built with ${CXX:-the default compiler}"
+else
+    say "C++ extension not built (logs/build_ext.log): the cpp backend is left out"
+fi
+
+budget=$(( ${GPU_CHECK_TOTAL_S:-450} - ($(date +%s) - start) ))
+say "gpu_check: $budget s for its steps"
+python3 tools/gpu_check.py --out-dir "$DEST" --budget-s "$budget" "$@"
+rc=$?
+say "done (gpu_check exit status $rc); report: $DEST/report.md"
+exit $rc
