@@ -24,9 +24,8 @@ Every relative link and image points to a file that exists, and a ``#anchor`` in
 Markdown file names one of its headings (GitHub's rule for heading ids).
 
 Placeholders mark a synopsis rather than a command: upper-case words (``CONFIG``,
-``F.pth``), ``[...]``, ``<...>``, ``a|b``, ``...``.  ``$MMDET`` stands for the installed
-mmdet package (``.../site-packages/mmdet``), so a command can name mmdet's configs
-whatever the Python version.
+``F.pth``), ``[...]``, ``<...>``, ``a|b``, ``...``, ``$VAR``.  A config written
+``mmdet::<path>`` (as ``tools/benchmark.py`` takes it) must be one installed with mmdet.
 
 The tools are imported from their files; each exposes ``parse_args`` (or, like
 ``tools/demo.py`` and mmdet's own ``tools/train.py``/``tools/test.py`` that
@@ -211,8 +210,9 @@ def mmdet_dir() -> str:
 
 
 def expand(token: str) -> str:
-    if '$MMDET' in token or '${MMDET}' in token:
-        return token.replace('${MMDET}', mmdet_dir()).replace('$MMDET', mmdet_dir())
+    """``mmdet::<path>`` as the file installed with mmdet; any other token as it is."""
+    if token.startswith('mmdet::'):
+        return osp.join(mmdet_dir(), '.mim', 'configs', token[len('mmdet::'):])
     return token
 
 
@@ -403,10 +403,9 @@ def _existing(path: str, page: str) -> bool:
 def check_tool(name: str, args: List[str], inline: bool, page: str) -> List[str]:
     if not osp.isfile(osp.join(ROOT, 'tools', name)):
         return [f'tools/{name} does not exist']
-    args = [expand(a) for a in args]
     problems = [f'config {a} does not exist' for a in args
                 if (a.endswith('.py') or a.startswith('configs/')) and not is_placeholder(a)
-                and not a.startswith('/path/to/') and not _existing(a, page)]
+                and not a.startswith('/path/to/') and not _existing(expand(a), page)]
     if not name.endswith('.py') or (inline and not args):
         return problems  # a shell script, or the tool named in prose
     if any(is_placeholder(a) for a in args):
@@ -591,6 +590,8 @@ def test_checker_accepts_true_commands_and_synopses():
     ('`python tools/no_such_tool.py --x`', 'tools/no_such_tool.py does not exist'),
     ('`python tools/get_flops.py configs/no/such.py`', 'config configs/no/such.py does not '
      'exist'),
+    ('`python tools/benchmark.py model mmdet::dcn/no-such.py --out-dir d`',
+     'config mmdet::dcn/no-such.py does not exist'),
     ('```sh\nmake no-such-target\n```', 'make no-such-target: no such target'),
     ('`make study NO_SUCH_VAR=1`', 'reads NO_SUCH_VAR'),
     ('`make study STUDY_ARGS=--no-such-flag`', 'make study runs'),
