@@ -1,7 +1,7 @@
 """One run's evaluation: the robustness sweeps and the on-object fractions of its checkpoint.
 
 Run in a child process per run (``python -m mmdcn_plugin.study.sweep``, what
-:func:`~.run.evaluate_one` starts), so that ``--jobs`` runs evaluate side by side
+:func:`~.run.run_one` starts), so that ``--jobs`` runs evaluate side by side
 with their own MMEngine state.  The work is :mod:`mmdcn_plugin.robustness`'s: the COCO
 metric on transformed val splits (:func:`~mmdcn_plugin.robustness.robustness_sweep`)
 and where the offsets go (:func:`~mmdcn_plugin.robustness.on_object_by_value`).
