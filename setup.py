@@ -121,8 +121,10 @@ setup(
         # onnx/onnxruntime: tools/export_onnx.py and its tests (numpy 2 needs these minima;
         # onnxruntime runs the opset-19 DeformConv natively from 1.25); onnxscript: torch's
         # dynamo exporter (torch 2.13 tested with onnx 1.23, onnxruntime 1.32, onnxscript 0.7).
+        # triton: the 'triton' backend's kernels, tested on the CPU by its interpreter
+        # (Linux wheels only; elsewhere the backend reports itself unavailable).
         'dev': ['pytest>=7', 'pytest-timeout', 'onnx>=1.17', 'onnxruntime>=1.25',
-                'onnxscript>=0.5'],
+                'onnxscript>=0.5', "triton==3.9.0; platform_system == 'Linux'"],
     },
     license='Apache-2.0',
     zip_safe=False,

@@ -13,6 +13,7 @@ from .fast_impl import deform_conv2d_fast
 from . import mmcv_impl
 from .mmcv_impl import deform_conv2d_mmcv, mmcv_ops_available
 from .torch_impl import deform_conv2d_torch
+from .triton import deform_conv2d_triton, triton_available, triton_devices
 
 ENV_VAR = 'MMDCN_BACKEND'
 
@@ -42,11 +43,16 @@ BACKENDS: Dict[str, Backend] = {
     'mmcv': Backend(deform_conv2d_mmcv, mmcv_ops_available,
                     "mmcv's compiled kernels: CPU, and CUDA when mmcv was built with CUDA",
                     devices=lambda: mmcv_impl.mmcv_devices()),
+    'triton': Backend(deform_conv2d_triton, triton_available,
+                      "this package's Triton kernels: CUDA (CPU tensors only under "
+                      'TRITON_INTERPRET=1); native fp16/bf16, deterministic backward on request',
+                      devices=triton_devices),
 }
 
 # What 'auto' picks on the CPU, best first, among the available backends ('cpp' only
 # when the extension was built and MMDCN_DISABLE_EXT is unset).  On CUDA tensors it
-# takes mmcv's CUDA kernels when mmcv was compiled with CUDA, else 'fast'.
+# takes 'triton' when Triton imports, else mmcv's CUDA kernels when mmcv was compiled
+# with CUDA, else 'fast'; never 'triton' on the CPU (only its interpreter runs there).
 AUTO_CPU = ('cpp', 'fast', 'torch', 'mmcv')
 
 
@@ -70,6 +76,8 @@ def resolve_backend(name, device: torch.device) -> str:
         raise TypeError(f'backend must be a string or None, got {type(name).__name__}')
     if name == 'auto':
         if device.type == 'cuda':
+            if BACKENDS['triton'].available():
+                return 'triton'
             return 'mmcv' if mmcv_impl.mmcv_cuda_available() else 'fast'
         for candidate in AUTO_CPU:
             if BACKENDS[candidate].available():

@@ -1,0 +1,269 @@
+"""Host side of the Triton kernels: tile choice, buffers, launches.
+
+Each function takes the backend's (already checked) tensors and returns torch
+tensors; the kernels see raw strides, so any layout works, but the input is made
+channels-last first (one point's channels are then contiguous: the reads of a tile
+coalesce).  Under Triton's interpreter the same launches run on CPU tensors.
+"""
+import math
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ...checks import DeformGeometry
+from .backward import deform_conv_backward_data_kernel, deform_conv_backward_weight_kernel
+from .forward import INTERPRETED, deform_conv_forward_kernel
+
+# Fixed-point input gradient (deterministic mode): the largest possible sum at one
+# entry is mapped below 2**FIXED_POINT_BITS, well inside int64.
+FIXED_POINT_BITS = 61
+
+
+class Tiles(NamedTuple):
+    block_p: int    # output pixels per tile (rows)
+    block_o: int    # output channels per tile
+    block_c: int    # input channels per tile
+    num_warps: int
+    num_stages: int
+
+
+def _pow2_at_least(n: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+
+
+def channel_block(geo: DeformGeometry, cap: int) -> int:
+    """Input channels per tile: a power of two in [16, cap] (``tl.dot``'s minimum is 16).
+
+    Prefers a block that divides both the channels of a conv group and of a deform
+    group, so that no block straddles two deform groups (which costs one more
+    sampling pass).
+    """
+    cpdg = geo.in_channels // geo.deform_groups
+    cg = geo.in_channels // geo.groups
+    common = math.gcd(cg, cpdg)
+    block = cap
+    while block > 16 and common % block:
+        block //= 2
+    return block if common % block == 0 else _pow2_at_least(min(cg, cpdg), 16, cap)
+
+
+def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
+    """Tiles for ``kernel`` in ('forward', 'data', 'weight').
+
+    Under the interpreter a program costs Python time per operation, not per
+    element: the smallest tiles ``tl.dot`` takes.  On the GPU, starting points for
+    the tensor cores (fp16/bf16 take wider channel blocks than fp32), to be tuned on
+    the device.
+    """
+    if INTERPRETED:
+        return Tiles(32, 16, 16, 1, 1)
+    og = geo.out_channels // geo.groups
+    half = dtype in (torch.float16, torch.bfloat16)
+    block_c = channel_block(geo, 64 if half else 32)
+    if kernel == 'forward':
+        return Tiles(64, _pow2_at_least(og, 16, 128), block_c, 4, 2)
+    if kernel == 'data':
+        return Tiles(64, _pow2_at_least(og, 16, 64), block_c, 4, 2)
+    return Tiles(64, _pow2_at_least(og, 16, 64), block_c, 4, 2)
+
+
+def dot_precision(input: Tensor) -> Optional[str]:
+    """``tl.dot``'s input_precision for fp32: TF32 only where PyTorch's matmul flag allows it.
+
+    None (Triton's default) for fp16/bf16, whose products are exact either way.
+    """
+    if input.dtype != torch.float32:
+        return None
+    if input.is_cuda and torch.backends.cuda.matmul.allow_tf32:
+        return 'tf32'
+    return 'ieee'
+
+
+def _dot_args(input: Tensor) -> dict:
+    """The kernels' ``PRECISION`` and ``DOT_UPCAST`` (see :func:`.sampling.mma`)."""
+    return dict(PRECISION=dot_precision(input),
+                DOT_UPCAST=INTERPRETED and input.dtype == torch.bfloat16)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _geometry_args(geo: DeformGeometry) -> Tuple[int, ...]:
+    return (geo.stride[0], geo.stride[1], geo.padding[0], geo.padding[1], geo.dilation[0],
+            geo.dilation[1])
+
+
+def _mask_args(mask: Optional[Tensor], offset: Tensor):
+    """The mask and its strides; without one, the offset stands in (never read)."""
+    if mask is None:
+        return offset, (0, 0, 0, 0)
+    return mask, mask.stride()
+
+
+def channels_last(input: Tensor) -> Tensor:
+    """Tensor[N, C, H, W] with channels-last strides (no copy when already so)."""
+    return input.contiguous(memory_format=torch.channels_last)
+
+
+def output_channels_last(weight: Tensor) -> Tensor:
+    """Tensor[C_out, C/groups, KH, KW] stored as [KH, KW, C/groups, C_out].
+
+    The kernels read ``[channels, outputs]`` weight tiles of one tap; with the
+    output channel innermost those reads are contiguous.  (A copy of the weight: small.)
+    """
+    return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+
+
+def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
+            bias: Optional[Tensor], geo: DeformGeometry) -> Tensor:
+    """Tensor[N, C_out, H_out, W_out], contiguous, of the input's dtype."""
+    n, c_out = geo.batch, geo.out_channels
+    h_out, w_out = geo.out_size
+    out = torch.empty(n, c_out, h_out, w_out, dtype=input.dtype, device=input.device)
+    rows, p = n * h_out * w_out, h_out * w_out
+    if rows == 0:
+        return out
+    x = channels_last(input)
+    weight = output_channels_last(weight)
+    msk, s_m = _mask_args(mask, offset)
+    og = c_out // geo.groups
+    t = choose_tiles(geo, input.dtype, 'forward')
+    grid = (_cdiv(rows, t.block_p), _cdiv(og, t.block_o), geo.groups)
+    deform_conv_forward_kernel[grid](
+        x, offset, msk, weight, bias if bias is not None else out, out,
+        rows, p, w_out, geo.height, geo.width, geo.in_channels // geo.groups, og,
+        geo.in_channels // geo.deform_groups,
+        *x.stride(), *offset.stride(), *s_m, *weight.stride(), out.stride(0), out.stride(1), 1,
+        *_geometry_args(geo),
+        KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
+        HAS_BIAS=bias is not None, BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
+        **_dot_args(input), num_warps=t.num_warps, num_stages=t.num_stages)
+    return out
+
+
+def fixed_point_scale(grad_out: Tensor, weight: Tensor, mask: Optional[Tensor],
+                      geo: DeformGeometry) -> Tensor:
+    """A power-of-two scale (fp32 scalar tensor) for the fixed-point input gradient.
+
+    One entry of the input gradient sums at most ``P * K`` terms (one corner of each
+    sampling point of its image), each at most ``|m| * sum_o |W| |grad_out|`` with
+    bilinear weights <= 1; so ``bound = P * K * max|m| * max|W| * max_r ||grad_out_r||_1``
+    bounds every sum, and ``scale <= 2**61 / bound`` keeps it inside int64.  Each term
+    is rounded to ``1 / scale <= 2 * bound / 2**61`` (about ``1e-18 * bound``).
+    The scale is 0 when the bound is not finite (inf or NaN in grad_out, W or m): the
+    caller then returns NaN.  No host synchronisation: the kernel reads the tensor.
+    """
+    p = geo.out_size[0] * geo.out_size[1]
+    k = geo.kernel[0] * geo.kernel[1]
+    # fp32 sums may round low by a few ulps: the int64 headroom (2**63 / 2**61) covers it.
+    row_l1 = torch.linalg.vector_norm(grad_out.detach(), ord=1, dim=1, dtype=torch.float32)
+    bound = row_l1.amax().double() * weight.detach().abs().amax().double()
+    if mask is not None:
+        bound = bound * mask.detach().double().abs().amax()
+    bound = bound * float(p * k)
+    exponent = (FIXED_POINT_BITS - torch.ceil(torch.log2(bound))).clamp(-126, 126)
+    scale = torch.where(torch.isfinite(bound), torch.exp2(exponent), torch.zeros_like(bound))
+    return scale.float().reshape(1)
+
+
+def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
+                  grad_out: Tensor, geo: DeformGeometry, need_input: bool, need_offset: bool,
+                  need_mask: bool, deterministic: bool):
+    """Gradients of input, offset and mask (None where not needed), in their dtypes.
+
+    ``deterministic`` makes the input gradient's scatter add int64 fixed-point values
+    (:func:`fixed_point_scale`) instead of floats: bitwise reproducible.
+    """
+    n, c, h, w = geo.batch, geo.in_channels, geo.height, geo.width
+    h_out, w_out = geo.out_size
+    rows, p = n * h_out * w_out, h_out * w_out
+    gk = geo.deform_groups * geo.kernel[0] * geo.kernel[1]
+    need_mask = need_mask and mask is not None
+    dev = input.device
+    f32 = dict(dtype=torch.float32, device=dev)
+    gx = torch.zeros(n, h, w, c, dtype=torch.int64 if deterministic else torch.float32,
+                     device=dev) if need_input else None
+    goff = torch.zeros(n, 2 * gk, h_out, w_out, **f32) if need_offset else None
+    gmsk = torch.zeros(n, gk, h_out, w_out, **f32) if need_mask else None
+    scale = (fixed_point_scale(grad_out, weight, mask, geo) if need_input and deterministic
+             else torch.ones(1, **f32))
+    if rows > 0 and (need_input or need_offset or need_mask):
+        x = channels_last(input)
+        weight = output_channels_last(weight)
+        msk, s_m = _mask_args(mask, offset)
+        dummy = scale  # stands in for the buffers that are not written
+        t = choose_tiles(geo, input.dtype, 'data')
+        grid = (_cdiv(rows, t.block_p), geo.deform_groups, geo.kernel[0] * geo.kernel[1])
+        deform_conv_backward_data_kernel[grid](
+            x, offset, msk, weight, grad_out, gx if gx is not None else dummy,
+            goff if goff is not None else dummy, gmsk if gmsk is not None else dummy, scale,
+            rows, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
+            c // geo.deform_groups,
+            *x.stride(), *offset.stride(), *s_m, *weight.stride(), *grad_out.stride(),
+            h * w * c, w * c, c,
+            *_geometry_args(geo),
+            KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
+            NEED_INPUT=need_input, NEED_OFFSET=need_offset, NEED_MASK=need_mask,
+            FIXED_POINT=deterministic, BLOCK_P=t.block_p, BLOCK_O=t.block_o,
+            BLOCK_C=t.block_c, **_dot_args(input), num_warps=t.num_warps,
+            num_stages=t.num_stages)
+    grad_input = None
+    if need_input:
+        if deterministic:
+            gx = torch.where(scale > 0, gx.double() / scale.double(),
+                             torch.full((), float('nan'), dtype=torch.float64, device=dev))
+        grad_input = gx.permute(0, 3, 1, 2).to(input.dtype).contiguous()
+    return (grad_input, goff.to(offset.dtype) if goff is not None else None,
+            gmsk.to(mask.dtype) if gmsk is not None else None)
+
+
+def weight_splits(geo: DeformGeometry, t: Tiles, rows: int, device: torch.device) -> int:
+    """How many slices of the pixel rows the weight gradient is split into.
+
+    Enough programs to fill the GPU (about four per multiprocessor); each split adds
+    one fp32 weight-sized partial sum.  Two under the interpreter, so the tests cover
+    the reduction over splits.
+    """
+    row_blocks = _cdiv(rows, t.block_p)
+    if INTERPRETED or device.type != 'cuda':
+        return min(2, row_blocks)
+    og, cg = geo.out_channels // geo.groups, geo.in_channels // geo.groups
+    programs = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c) * geo.groups
+                * geo.kernel[0] * geo.kernel[1])
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(row_blocks, _cdiv(4 * sms, programs)))
+
+
+def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_out: Tensor,
+                    geo: DeformGeometry) -> Tensor:
+    """Tensor[C_out, C_in / groups, KH, KW] in fp32 (the caller casts)."""
+    n, c = geo.batch, geo.in_channels
+    h_out, w_out = geo.out_size
+    rows, p = n * h_out * w_out, h_out * w_out
+    khw = geo.kernel[0] * geo.kernel[1]
+    cg, og = c // geo.groups, geo.out_channels // geo.groups
+    if rows == 0:
+        return torch.zeros(geo.out_channels, cg, *geo.kernel, dtype=torch.float32,
+                           device=input.device)
+    t = choose_tiles(geo, input.dtype, 'weight')
+    splits = weight_splits(geo, t, rows, input.device)
+    rows_per_split = _cdiv(_cdiv(rows, splits), t.block_p) * t.block_p
+    splits = _cdiv(rows, rows_per_split)
+    part = torch.empty(splits, geo.out_channels, cg, khw, dtype=torch.float32,
+                       device=input.device)
+    x = channels_last(input)
+    msk, s_m = _mask_args(mask, offset)
+    grid = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c), geo.groups * khw, splits)
+    deform_conv_backward_weight_kernel[grid](
+        x, offset, msk, grad_out, part,
+        rows, rows_per_split, geo.out_channels * cg * khw, p, w_out, geo.height, geo.width,
+        cg, og, c // geo.deform_groups,
+        *x.stride(), *offset.stride(), *s_m, *grad_out.stride(),
+        *_geometry_args(geo),
+        KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
+        BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
+        **_dot_args(input), num_warps=t.num_warps, num_stages=t.num_stages)
+    # A fixed order of additions: the same bits every run.
+    return part.sum(0).view(geo.out_channels, cg, *geo.kernel)

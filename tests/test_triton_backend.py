@@ -1,0 +1,345 @@
+"""The 'triton' backend: its kernels against the float64 reference, everywhere they can run.
+
+Where the kernels run:
+
+* On a machine with a CUDA GPU and Triton, the kernel tests below run in this process
+  on CUDA tensors (the GPU check: ``pytest tests/test_triton_backend.py --runslow``).
+* Under ``TRITON_INTERPRET=1`` they run in this process on CPU tensors, through
+  Triton's interpreter.
+* Otherwise (CI, ``make test``) they are skipped here and
+  :func:`test_kernels_under_the_interpreter` runs this same file again in a child
+  process with ``TRITON_INTERPRET=1``.  A child, because Triton reads the variable
+  when a kernel is decorated (at import), so setting it inside this process could not
+  switch kernels already imported, and would leak into every later test.
+
+Tolerances are per dtype, relative to the largest reference value: the kernels
+compute in fp32 (fp16/bf16 tiles rounded for ``tl.dot``), the reference in float64 on
+the same inputs rounded to the tested dtype.
+"""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from helpers import ROOT, make_problem, one_thread  # noqa: F401 (one_thread: autouse)
+from test_deform_conv_op import BORDER_POINTS, GEOMETRIES as OP_GEOMETRIES, _border_problem
+from mmdcn_plugin.ops import deform_conv2d, deform_conv2d_reference
+from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl, resolve_backend
+from mmdcn_plugin.ops.backends import triton as triton_backend
+
+HAS_TRITON = triton_backend.triton_importable()
+INTERPRETING = triton_backend.interpreting()  # TRITON_INTERPRET=1 in this process
+ON_GPU = HAS_TRITON and torch.cuda.is_available() and not INTERPRETING
+DEVICE = torch.device('cuda' if ON_GPU else 'cpu')
+kernels = pytest.mark.skipif(
+    not (HAS_TRITON and (INTERPRETING or ON_GPU)),
+    reason='no device for the Triton kernels in this process (no GPU, TRITON_INTERPRET '
+           'unset): test_kernels_under_the_interpreter runs them in a child process')
+gpu_only = pytest.mark.skipif(not ON_GPU, reason='sizes only the GPU runs in seconds')
+
+TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+# The op tests' odd geometries (the matrix every backend passes), plus channel counts
+# that make tiles straddle deform groups and conv groups and span several channel blocks.
+GEOMETRIES = {
+    **OP_GEOMETRIES,
+    # 24 channels in 3 deform groups of 8: a 16-channel block holds two groups.
+    'c24-dg3-o20': dict(n=1, c_in=24, c_out=20, h=4, w=5, kernel=(2, 2), stride=1,
+                        padding=0, groups=1, deform_groups=3),
+    # Conv groups of 12 channels, deform groups of 18: neither nests in the other.
+    'c36-g3-dg2': dict(n=1, c_in=36, c_out=6, h=4, w=4, kernel=(1, 2), stride=1, padding=0,
+                       groups=3, deform_groups=2, bias=False),
+}
+QUICK = ['k3x2-s2x1-g2-dg2-v2', 'c24-dg3-o20']
+
+
+def _cast(problem, dtype, device):
+    """The problem's tensors as fresh leaves of ``dtype`` on ``device``."""
+    return {k: (v.detach().to(device, dtype).requires_grad_() if isinstance(v, torch.Tensor)
+                else v) for k, v in problem.items()}
+
+
+def _run(backend, problem, dtype, device, grad_dtype=None, seed=1):
+    """Output and gradients of every tensor of ``problem`` computed in ``dtype``.
+
+    ``backend`` is a backend name, or ``'reference'`` for the loop reference.  The
+    output gradient is drawn in float64 and rounded to ``grad_dtype`` (default
+    ``dtype``), so that a float64 reference can see the same numbers.
+    """
+    tensors = _cast(problem, dtype, device)
+    if backend == 'reference':
+        out = deform_conv2d_reference(**tensors)
+    else:
+        out = deform_conv2d(**tensors, backend=backend)
+    gen = torch.Generator().manual_seed(seed)
+    grad_out = (torch.randn(out.shape, generator=gen, dtype=torch.float64)
+                .to(grad_dtype or dtype).to(device, dtype))
+    names = [k for k in ('input', 'offset', 'weight', 'bias', 'mask')
+             if tensors.get(k) is not None]
+    grads = torch.autograd.grad(out, [tensors[k] for k in names], grad_out)
+    return out, dict(zip(names, grads))
+
+
+def _reference(problem, dtype):
+    """The float64 'torch' backend on the problem rounded to ``dtype`` (on the CPU)."""
+    rounded = _cast(problem, dtype, 'cpu')
+    return _run('torch', rounded, torch.float64, 'cpu', grad_dtype=dtype)
+
+
+def _assert_close(name, got, want, dtype):
+    got, want = got.detach().cpu().double(), want.detach().cpu().double()
+    assert got.shape == want.shape, name
+    err = (got - want).abs().max().item() if want.numel() else 0.0
+    limit = TOL[dtype] * max(1.0, want.abs().max().item() if want.numel() else 0.0)
+    assert err <= limit, f'{name}: max error {err:.3g} > {limit:.3g} ({dtype})'
+
+
+def _check_against_reference(problem, dtype):
+    want_out, want_grads = _reference(problem, dtype)
+    out, grads = _run('triton', problem, dtype, DEVICE)
+    assert out.dtype == dtype and out.device.type == DEVICE.type
+    _assert_close('output', out, want_out, dtype)
+    assert set(grads) == set(want_grads)
+    for name in want_grads:
+        assert grads[name].dtype == dtype, name
+        _assert_close(f'grad {name}', grads[name], want_grads[name], dtype)
+
+
+# --- registration: runs in every process ------------------------------------------------
+
+def test_triton_is_registered_with_its_devices():
+    entry = BACKENDS['triton']
+    assert entry.available() == (HAS_TRITON and (INTERPRETING or torch.cuda.is_available()))
+    assert 'cuda' in entry.devices()
+    assert ('cpu' in entry.devices()) == INTERPRETING
+
+
+def test_auto_on_cpu_never_picks_triton():
+    assert resolve_backend('auto', torch.device('cpu')) != 'triton'
+
+
+@pytest.mark.parametrize('mmcv_cuda', [False, True])
+def test_auto_on_cuda_prefers_triton_then_mmcv_then_fast(monkeypatch, mmcv_cuda):
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: mmcv_cuda)
+    cuda = torch.device('cuda')
+    monkeypatch.setitem(BACKENDS, 'triton', BACKENDS['triton']._replace(available=lambda: True))
+    assert resolve_backend('auto', cuda) == 'triton'
+    monkeypatch.setitem(BACKENDS, 'triton', BACKENDS['triton']._replace(available=lambda: False))
+    assert resolve_backend('auto', cuda) == ('mmcv' if mmcv_cuda else 'fast')
+
+
+def test_package_works_without_triton():
+    """With ``import triton`` failing, the op imports and the backend is unavailable."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch\n"
+        "from mmdcn_plugin.ops import available_backends, deform_conv2d\n"
+        "from mmdcn_plugin.ops.backends import BACKENDS, resolve_backend\n"
+        "assert not BACKENDS['triton'].available()\n"
+        "assert 'triton' not in available_backends()\n"
+        "assert resolve_backend('auto', torch.device('cuda')) != 'triton'\n"
+        "try:\n"
+        "    resolve_backend('triton', torch.device('cpu'))\n"
+        "except RuntimeError as err:\n"
+        "    assert 'not available' in str(err), err\n"
+        "else:\n"
+        "    raise AssertionError('triton resolved without triton')\n"
+        "x = torch.randn(1, 2, 4, 4)\n"
+        "out = deform_conv2d(x, torch.zeros(1, 18, 4, 4), torch.randn(3, 2, 3, 3), padding=1)\n"
+        "assert out.shape == (1, 3, 4, 4)\n")
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('TRITON_INTERPRET', None)
+    run = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.skipif(INTERPRETING or ON_GPU, reason='the kernel tests run in this process')
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+def test_kernels_under_the_interpreter(request):
+    """This file's kernel tests, on CPU tensors, in a child with ``TRITON_INTERPRET=1``."""
+    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
+    args = [sys.executable, '-m', 'pytest', __file__, '-q', '-p', 'no:cacheprovider',
+            '-W', 'ignore::DeprecationWarning']
+    if request.config.getoption('--runslow'):
+        args.append('--runslow')
+    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=1200)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert ' passed' in run.stdout and ' failed' not in run.stdout, run.stdout[-3000:]
+
+
+# --- the kernels: in this process on a GPU or under the interpreter --------------------
+
+@kernels
+@pytest.mark.parametrize('geometry', QUICK)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
+def test_matches_reference_quick(geometry, dtype):
+    _check_against_reference(make_problem(**GEOMETRIES[geometry]), dtype)
+
+
+@kernels
+@pytest.mark.slow
+@pytest.mark.parametrize('geometry', [g for g in GEOMETRIES if g not in QUICK])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
+def test_matches_reference_every_geometry(geometry, dtype):
+    _check_against_reference(make_problem(**GEOMETRIES[geometry]), dtype)
+
+
+@kernels
+@pytest.mark.parametrize('geometry', ['k3x2-s2x1-g2-dg2-v2'])
+def test_bfloat16_matches_reference(geometry):
+    _check_against_reference(make_problem(**GEOMETRIES[geometry]), torch.bfloat16)
+
+
+@kernels
+@pytest.mark.slow
+@pytest.mark.parametrize('geometry', [g for g in GEOMETRIES if g != 'k3x2-s2x1-g2-dg2-v2'])
+def test_bfloat16_every_geometry(geometry):
+    _check_against_reference(make_problem(**GEOMETRIES[geometry]), torch.bfloat16)
+
+
+@kernels
+@pytest.mark.parametrize('modulated', [False, True])
+def test_border_rule_is_mmcv_s(modulated):
+    """The op tests' points on and around the borders, against the loop reference (an
+    independent reading of mmcv's rule): -1 and H/W sample 0 with no gradient, integers
+    take the slope towards floor + 1."""
+    problem = _border_problem(BORDER_POINTS, modulated=modulated)
+    rounded = _cast(problem, torch.float32, 'cpu')
+    want_out, want_grads = _run('reference', rounded, torch.float64, 'cpu',
+                                grad_dtype=torch.float32)
+    out, grads = _run('triton', problem, torch.float32, DEVICE)
+    _assert_close('output', out, want_out, torch.float32)
+    for name in want_grads:
+        _assert_close(f'grad {name}', grads[name], want_grads[name], torch.float32)
+
+
+@kernels
+def test_huge_and_nan_offsets_sample_zero():
+    problem = make_problem(n=1, c_in=4, c_out=4, h=5, w=5, kernel=3, stride=1, padding=1,
+                           groups=1, deform_groups=1, dtype=torch.float32)
+    offset = problem['offset'].detach().clone()
+    offset[0, 0, 0, :] = float('nan')
+    offset[0, 1, 1, :] = float('inf')
+    offset[0, 2, 2, :] = -float('inf')
+    offset[0, 3, 3, :] = 1e30
+    offset[0, 4, 4, :] = -3e38
+    problem['offset'] = offset
+    want_out, want_grads = _run('torch', problem, torch.float32, 'cpu')
+    out, grads = _run('triton', problem, torch.float32, DEVICE)
+    assert torch.isfinite(out).all()
+    _assert_close('output', out, want_out, torch.float32)
+    for name in want_grads:
+        assert torch.isfinite(grads[name]).all(), name
+        _assert_close(f'grad {name}', grads[name], want_grads[name], torch.float32)
+    for ch, row in ((0, 0), (1, 1), (2, 2), (3, 3), (4, 4)):
+        assert torch.count_nonzero(grads['offset'][0, ch, row].cpu()) == 0
+
+
+@kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
+def test_layer_contract(dtype):
+    """DeformableConv2d on 'triton' equals 'torch', outputs and every parameter's grad."""
+    from mmdcn_plugin import DeformableConv2d
+    torch.manual_seed(0)
+    layers = {}
+    for backend in ('torch', 'triton'):
+        torch.manual_seed(0)
+        layer = DeformableConv2d(8, 6, 3, padding=1, groups=2, deform_groups=2, bias=True,
+                                 backend=backend)
+        with torch.no_grad():  # a field that actually deforms
+            layer.offset_head.last_layer().weight.normal_(0, 0.3)
+        layers[backend] = layer
+    x = torch.randn(1, 8, 5, 6)  # 30 output pixels: one tile of rows
+    results = {}
+    for backend, layer in layers.items():
+        device = DEVICE if backend == 'triton' else torch.device('cpu')
+        compute = dtype if backend == 'triton' else torch.float64
+        layer = layer.to(device, compute)
+        inp = x.to(dtype).to(device, compute).requires_grad_()
+        out = layer(inp)
+        out.backward(torch.ones_like(out))
+        results[backend] = [out, inp.grad] + [p.grad for p in layer.parameters()]
+    for i, (got, want) in enumerate(zip(results['triton'], results['torch'])):
+        _assert_close(f'tensor {i}', got, want, dtype)
+
+
+@kernels
+def test_deterministic_backward_is_bitwise_reproducible():
+    problem = make_problem(**GEOMETRIES['c24-dg3-o20'])
+    default = _run('triton', problem, torch.float32, DEVICE)[1]
+    torch.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # no "not reproducible" warning for triton
+            first = _run('triton', problem, torch.float32, DEVICE)[1]
+            second = _run('triton', problem, torch.float32, DEVICE)[1]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+        # The fixed-point scatter agrees with the fp32 atomics to fp32 precision.
+        _assert_close(f'grad {name}', first[name], default[name], torch.float32)
+
+
+@kernels
+def test_empty_batch_and_float64():
+    from mmdcn_plugin.ops.backends.triton import deform_conv2d_triton
+    from mmdcn_plugin.ops.checks import check_deform_conv2d_args
+    problem = _cast(make_problem(n=0), torch.float32, DEVICE)
+    geo = check_deform_conv2d_args(problem['input'], problem['offset'], problem['weight'],
+                                   problem['bias'], problem['stride'], problem['padding'],
+                                   problem['dilation'], problem['mask'])
+    out = deform_conv2d_triton(problem['input'], problem['offset'], problem['weight'],
+                               problem['bias'], problem['mask'], geo)
+    assert out.shape == (0, 6, 3, 6)
+    out.sum().backward()
+    assert torch.count_nonzero(problem['weight'].grad) == 0
+    # float64 is served by 'fast', exactly.
+    problem = make_problem()
+    want_out, want_grads = _run('torch', problem, torch.float64, 'cpu')
+    out, grads = _run('triton', problem, torch.float64, DEVICE)
+    assert torch.allclose(out.cpu(), want_out, atol=1e-10)
+    for name in want_grads:
+        assert torch.allclose(grads[name].cpu(), want_grads[name], atol=1e-10), name
+
+
+@kernels
+def test_strided_and_channels_last_inputs():
+    problem = _cast(make_problem(**GEOMETRIES['c24-dg3-o20']), torch.float32, DEVICE)
+    want = deform_conv2d(**problem, backend='triton')
+    odd = dict(problem)
+    odd['input'] = problem['input'].contiguous(memory_format=torch.channels_last)
+    odd['offset'] = problem['offset'].transpose(2, 3).contiguous().transpose(2, 3)
+    odd['weight'] = problem['weight'].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert torch.equal(deform_conv2d(**odd, backend='triton'), want)
+
+
+@kernels
+@gpu_only
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_realistic_channels_on_gpu(dtype):
+    """ResNet-like channel counts: the GPU tile sizes, several blocks of each kind."""
+    problem = make_problem(n=2, c_in=64, c_out=96, h=20, w=24, kernel=3, stride=1, padding=1,
+                           groups=1, deform_groups=1, offset_scale=3.0)
+    _check_against_reference(problem, dtype)
+
+
+@kernels
+@gpu_only
+def test_tf32_only_when_pytorch_allows_it():
+    from mmdcn_plugin.ops.backends.triton.launch import dot_precision
+    x = torch.zeros(1, device=DEVICE)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert dot_precision(x) == 'ieee'
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert dot_precision(x) == 'tf32'
+        assert dot_precision(x.half()) is None
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
