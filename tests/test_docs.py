@@ -42,7 +42,7 @@ import os.path as osp
 import re
 import shlex
 import sys
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple
 from unittest import mock
 from urllib.parse import unquote
 
@@ -51,16 +51,6 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHELL_LANGS = {'', 'bash', 'sh', 'shell', 'console', 'zsh'}
 README_MAX_LINES = 250
-# Folders being written by a change in flight: a link or path into one is accepted only
-# while the whole folder is absent; once it exists, everything in it is checked.  Remove
-# an entry when its folder has landed.
-PENDING_DIRS = ('docs/gpu',)
-
-
-def _pending(path: str) -> bool:
-    path = osp.normpath(path)
-    return any((path == d or path.startswith(d + os.sep)) and not osp.exists(osp.join(ROOT, d))
-               for d in PENDING_DIRS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -434,7 +424,7 @@ def check_text(text: str, page: str) -> List[str]:
             problems += [f'{where}: {p}' for p in check_command(cmd, snip.inline, page)]
         path = snip.text.strip()
         if snip.inline and REPO_PATH.match(path) and not is_placeholder(path) \
-                and not osp.exists(osp.join(ROOT, path)) and not _pending(path):
+                and not osp.exists(osp.join(ROOT, path)):
             problems.append(f'{where}: {path} does not exist')
     return problems
 
@@ -489,8 +479,7 @@ def check_links(text: str, page: str) -> List[str]:
         full = osp.normpath(osp.join(ROOT, osp.dirname(page), unquote(path))) if path \
             else osp.join(ROOT, page)
         if path and not osp.exists(full):
-            if not _pending(osp.relpath(full, ROOT)):
-                problems.append(f'{where}: {osp.relpath(full, ROOT)} does not exist')
+            problems.append(f'{where}: {osp.relpath(full, ROOT)} does not exist')
             continue
         if anchor and full.endswith('.md') and (not path or osp.isfile(full)):
             if path:
