@@ -221,8 +221,9 @@ def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
     from mmdcn_plugin.benchmark import resolve_config
     steps = gpu_check.default_steps(ROOT, str(tmp_path / 'out'), str(tmp_path / 'work'))
     names = [s.name for s in steps]
-    assert names == ['environment', 'tests', 'data', 'train', 'test', 'ops-float32',
-                     'ops-float16', 'ops-bfloat16', 'ops-float32-strict-conv', 'model-fp32',
+    triton = ['tests-triton'] if osp.isfile(osp.join(ROOT, gpu_check.TRITON_TESTS[0])) else []
+    assert names == ['environment', 'tests', 'data', 'train', 'test', *triton, 'ops-float32',
+                     'ops-float16', 'model-fp32', 'ops-bfloat16', 'ops-float32-strict-conv',
                      'model-amp']
     # The steps' own budgets add up to more than the total: the total cuts the last ones.
     assert sum(s.budget_s for s in steps) > gpu_check.DEFAULT_BUDGET_S
@@ -231,6 +232,11 @@ def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
     assert by['tests'].argv[by['tests'].argv.index('--device') + 1] == 'cuda'
     for name in gpu_check.DEFAULT_TESTS:
         assert osp.isfile(osp.join(ROOT, name)), name
+        assert name in by['tests'].argv
+    # A test file that is not there (yet) is left out instead of failing the step.
+    steps = gpu_check.default_steps(ROOT, str(tmp_path / 'out'), str(tmp_path / 'work'),
+                                    tests=['tests/test_cuda.py', 'tests/test_not_yet.py'])
+    assert 'tests/test_not_yet.py' not in steps[1].argv and 'tests/test_cuda.py' in steps[1].argv
     bench = load_tool('benchmark')
     for name in ('ops-float32', 'ops-float16', 'ops-bfloat16', 'ops-float32-strict-conv'):
         args = bench.parse_args(by[name].argv[2:])
@@ -328,3 +334,41 @@ def test_device_script_stops_without_the_kit(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert 'no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it' in proc.stdout
+
+
+def test_a_stopped_op_benchmark_keeps_the_shapes_it_measured(tmp_path):
+    """tools/benchmark.py ops saves results.json after every shape; when the step runs
+    out of time, the report still shows those rows, marked partial."""
+    out = tmp_path / 'out'
+    rows = [dict(shape='c3-800x1216', nchw='2x128x100x152', mode=mode, candidate=c,
+                 median_ms=1.0, vs_conv=1.0, tf32='n/a')
+            for mode in ('fwd', 'fwd+bwd') for c in ('conv', 'mmcv')]
+    code = ('import json, sys, time; json.dump(dict(kind="ops", machine="GPU X", partial=True, '
+            f'rows={rows!r}), open(sys.argv[1], "w")); print("shape 1 of 3 done", flush=True); '
+            'time.sleep(60)')
+    step_dir = out / 'ops-float32'
+    step = Step('ops-float32', 'the op, float32', [PY, '-c', code, str(step_dir / 'results.json')],
+                2.0, kind='ops', out_dir=str(step_dir))
+    state = gpu_check.run_gpu_check(str(out), [step], ROOT, log=lambda m: None)
+    result = state['steps'][0]
+    assert result['status'] == 'timeout'
+    assert result['reason'].endswith('kept the 4 rows measured before')
+    assert result['summary']['partial'] is True
+    report = (out / 'report.md').read_text()
+    assert '**Partial: the step stopped before its last shape.**' in report
+    assert '| 2,128,100,152 | mmcv | 1.0 | 1.0x |' in report
+
+
+def test_the_ops_benchmark_saves_its_rows_after_every_shape(tmp_path):
+    from mmdcn_plugin.benchmark import run_ops, write_partial
+    saved = []
+
+    def save(rows):
+        write_partial(rows, str(tmp_path), 'ops', 'machine')
+        saved.append(json.loads((tmp_path / 'results.json').read_text()))
+
+    run_ops(shapes=['c5', 'c4'], repeat=1, warmup=0, available={'conv': lambda *a: a[0]},
+            measure=lambda run: run() or 0.001, on_rows=save)
+    # Two modes per shape: 2 rows after c5, 4 after c4.
+    assert [len(s['rows']) for s in saved] == [2, 4]
+    assert all(s['partial'] and s['kind'] == 'ops' for s in saved)

@@ -12,7 +12,8 @@ when importable, forward and forward+backward, on ResNet-50's c3-c5 DCN shapes (
 3x3): ``c3 c4 c5`` for a 400x667 image at batch 2 (the CPU default), ``r50-c3c5``
 for a batch-2 800x1216 training batch (the CUDA default).  Candidates are interleaved
 in every repetition (so drift hits all of them alike) after a warm-up, and the median
-is reported: wall clock on the CPU, CUDA events on CUDA.  On CUDA float32 the table
+is reported: wall clock on the CPU, CUDA events on CUDA; ``results.json`` is saved
+after every shape, so a run stopped part-way keeps what it measured.  On CUDA float32 the table
 says which TF32 switch governed each side (cuDNN may use TF32 by default, matmuls
 not); ``--strict-fp32-conv`` turns cuDNN's off.  ``--memory`` also measures the peak
 memory of one forward+backward of each candidate (a fresh process on the CPU).
@@ -48,7 +49,7 @@ from mmengine.config import DictAction
 from mmdcn_plugin.benchmark import (DTYPES, INFER_SHAPES, OP_SHAPES, SHAPE_PRESETS, infer_table,
                                     machine_for, model_table, ops_summary, ops_table,
                                     run_infer_ops, run_model, run_model_infer, run_ops,
-                                    write_outputs)
+                                    write_outputs, write_partial)
 
 DEFAULT_SHAPES = {'cpu': ['c3', 'c4', 'c5'], 'cuda': ['r50-c3c5']}
 
@@ -155,7 +156,8 @@ def main(argv=None):
     if args.cmd == 'ops':
         rows = run_ops(device=args.device, dtype=args.dtype, shapes=args.shapes,
                        candidates=args.candidates, repeat=args.repeat, warmup=args.warmup,
-                       memory=args.memory, log=log, strict_fp32_conv=args.strict_fp32_conv)
+                       memory=args.memory, log=log, strict_fp32_conv=args.strict_fp32_conv,
+                       on_rows=lambda rows: write_partial(rows, args.out_dir, 'ops', machine))
         table, summary = ops_table(rows), ops_summary(rows)
     elif args.cmd == 'infer':
         rows = run_infer_ops(shapes=args.shapes, threads=args.threads, repeat=args.repeat,

@@ -18,10 +18,11 @@ from .model import (count_deformable_layers, model_table, resolve_config, run_mo
                     summarize_model_times, synthetic_batch)
 from .ops import (DTYPES, OP_SHAPES, SHAPE_PRESETS, expand_shapes, make_op_inputs,
                   op_candidates, op_run, ops_summary, ops_table, run_ops, tf32_flags)
-from .output import machine_for, write_outputs
+from .output import machine_for, write_outputs, write_partial
 
 __all__ = ['OP_SHAPES', 'SHAPE_PRESETS', 'DTYPES', 'expand_shapes', 'make_op_inputs',
            'op_candidates', 'op_run', 'run_ops', 'ops_table', 'ops_summary', 'tf32_flags',
            'run_model', 'summarize_model_times', 'model_table', 'synthetic_batch',
            'resolve_config', 'count_deformable_layers', 'INFER_SHAPES', 'infer_candidates',
-           'run_infer_ops', 'run_model_infer', 'infer_table', 'write_outputs', 'machine_for']
+           'run_infer_ops', 'run_model_infer', 'infer_table', 'write_outputs', 'write_partial',
+           'machine_for']

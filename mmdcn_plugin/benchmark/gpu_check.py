@@ -10,12 +10,16 @@ budget so that the check fits one call of a lent machine:
 3. ``data``, ``train``, ``test``: the quick-start DCNv2 detector trained for one
    epoch and tested, through ``tools/train.py`` and ``tools/test.py``, on synthetic
    data from ``tools/make_synthetic_coco.py``;
-4. ``ops-float32``, ``ops-float16``, ``ops-bfloat16``, ``ops-float32-strict-conv``:
+4. ``tests-triton``: the Triton backend's tests, when they exist (compiling kernels
+   may take long: a step of its own);
+5. ``ops-float32``, ``ops-float16``, ``ops-bfloat16``, ``ops-float32-strict-conv``:
    ``tools/benchmark.py ops --device cuda`` on ResNet-50's c3-c5 shapes of a batch-2
-   800x1216 batch (cuDNN conv, mmcv's raw kernel, torchvision, every backend);
-5. ``model-fp32``, ``model-amp``: ``tools/benchmark.py model --device cuda`` on
+   800x1216 batch (cuDNN conv, mmcv's raw kernel, torchvision, every backend), and
+   ``model-fp32``, ``model-amp``: ``tools/benchmark.py model --device cuda`` on
    full-size training steps (mmdet's plain Faster R-CNN R50-FPN, this package's DCNv2
-   config, mmdet's mmcv DCN configs) on a synthetic 800x1216 batch of 2.
+   config, mmdet's mmcv DCN configs) on a synthetic 800x1216 batch of 2; in the order
+   the issue's tables need them most (fp32 op, fp16 op, fp32 step, bf16 op, strict
+   conv, AMP step).
 
 Into ``out_dir`` go ``report.md`` and ``gpu_check.json``, rewritten after every step
 (so a check cut short keeps what it did), ``environment.json``, and ``logs/<step>.log``
@@ -47,7 +51,9 @@ DCN_CONFIG = 'configs/faster_rcnn/faster-rcnn_r50-dcnv2-c3-c5_fpn_1x_coco.py'
 # mmdet's own mmcv configs: DCNv2 ('mdconv', the counterpart of ours) and DCNv1 ('dconv').
 MMDET_DCN_CONFIGS = ('mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py',
                      'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
-DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_deform_conv_op.py', 'tests/test_layers.py')
+DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_capability_probe.py',
+                 'tests/test_deform_conv_op.py', 'tests/test_layers.py')
+TRITON_TESTS = ('tests/test_triton_backend.py',)
 OP_DTYPES = ('float32', 'float16', 'bfloat16')
 DEFAULT_BUDGET_S = 390.0
 # A step is not started with less than this left of the total budget.
@@ -96,31 +102,72 @@ def data_root_options(data_root: str) -> List[str]:
         + [f'{split}_evaluator.ann_file={root}annotations/val.json' for split in ('val', 'test')]
 
 
+def _tests_step(name: str, title: str, python: str, tests: Sequence[str], out_dir: str,
+                budget_s: float) -> Step:
+    step_dir = osp.join(out_dir, name)
+    return Step(name, title, [python, '-m', 'pytest', *tests, '--device', 'cuda', '-q', '-rfEs',
+                              '-p', 'no:cacheprovider', '--junitxml',
+                              osp.join(step_dir, 'junit.xml')],
+                budget_s, kind='tests', out_dir=step_dir)
+
+
+def _ops_step(name: str, title: str, python: str, tool: str, out_dir: str, dtype: str,
+              repeat: int, budget_s: float, extra: Sequence[str] = ()) -> Step:
+    step_dir = osp.join(out_dir, name)
+    return Step(name, title, [python, tool, 'ops', '--device', 'cuda', '--dtype', dtype,
+                              '--shapes', 'r50-c3c5', *extra, '--repeat', str(repeat),
+                              '--warmup', '3', '--out-dir', step_dir],
+                budget_s, kind='ops', out_dir=step_dir)
+
+
+def _model_step(precision: str, python: str, tool: str, root: str, out_dir: str,
+                iters: int) -> Step:
+    name = f'model-{precision}'
+    step_dir = osp.join(out_dir, name)
+    return Step(name, f'Faster R-CNN R50-FPN training steps, {precision}, batch 2 of 800x1216', [
+        python, tool, 'model', osp.join(root, DCN_CONFIG), '--baseline', PLAIN_CONFIG,
+        '--also', *MMDET_DCN_CONFIGS, '--device', 'cuda',
+        *(['--amp'] if precision == 'amp' else []), '--synthetic', '800', '1216',
+        '--batch-size', '2', '--iters', str(iters), '--warmup', '2',
+        # No download on the machine: random initial weights.
+        '--cfg-options', 'model.backbone.init_cfg=None', '--out-dir', step_dir],
+        100, kind='model', out_dir=step_dir)
+
+
+def existing_tests(root: str, tests: Sequence[str]) -> List[str]:
+    """The test files of ``tests`` that exist under ``root`` (a file another change has
+    not landed yet is left out rather than failing the whole step)."""
+    return [t for t in tests if osp.isfile(osp.join(root, t))]
+
+
 def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.executable,
                   tests: Sequence[str] = DEFAULT_TESTS, op_repeat: int = 10,
                   model_iters: int = 5, num_train: int = 240, num_val: int = 48) -> List[Step]:
-    """The steps of the check, in the order they run (see the module docstring).
+    """The steps of the check, in the order they run (see the module docstring): the
+    checks of correctness first, then the timings most wanted first, so that a check
+    cut short by its budget loses the least.
 
     Args:
         root (str): the checkout (``tools/``, ``tests/``, ``configs/``).
         out_dir (str): where the report, the logs and the benchmarks' files go.
         work_dir (str): scratch space for the synthetic data and the checkpoints (kept
             out of ``out_dir``, which comes back from the machine).
+        tests: test files of the ``tests`` step (those that exist); the Triton tests
+            (:data:`TRITON_TESTS`) are a step of their own, as compiling kernels can
+            take long and a time-out must not lose the other tests' results.
     """
     tool = lambda name: osp.join(root, 'tools', name)  # noqa: E731
     data = osp.join(work_dir, 'data')
     train_dir = osp.join(work_dir, 'train')
     quick = osp.join(root, QUICKSTART_CONFIG)
+    bench = tool('benchmark.py')
     steps = [
         Step('environment', 'environment', [
             python, '-c', 'import sys; from mmdcn_plugin.benchmark.gpu_check import '
             'write_environment; write_environment(sys.argv[1], sys.argv[2])',
             osp.join(out_dir, 'environment.json'), root], 60, kind='environment',
             out_dir=out_dir),
-        Step('tests', 'CUDA tests', [
-            python, '-m', 'pytest', *tests, '--device', 'cuda', '-q', '-rfEs',
-            '-p', 'no:cacheprovider', '--junitxml', osp.join(out_dir, 'tests', 'junit.xml')],
-            150, kind='tests', out_dir=osp.join(out_dir, 'tests')),
+        _tests_step('tests', 'CUDA tests', python, existing_tests(root, tests), out_dir, 120),
         Step('data', 'synthetic COCO data', [
             python, tool('make_synthetic_coco.py'), '--out-dir', data, '--num-train',
             str(num_train), '--num-val', str(num_val), '--no-progress'], 45),
@@ -133,32 +180,23 @@ def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.exec
             osp.join(work_dir, 'test'), '--cfg-options', *data_root_options(data)],
             60, needs=('train',), kind='test'),
     ]
-    for dtype in OP_DTYPES:
-        step_dir = osp.join(out_dir, f'ops-{dtype}')
-        steps.append(Step(f'ops-{dtype}', f'the op, {dtype}', [
-            python, tool('benchmark.py'), 'ops', '--device', 'cuda', '--dtype', dtype,
-            '--shapes', 'r50-c3c5', '--repeat', str(op_repeat), '--warmup', '3',
-            '--out-dir', step_dir], 60, kind='ops', out_dir=step_dir))
-    step_dir = osp.join(out_dir, 'ops-float32-strict-conv')
-    steps.append(Step('ops-float32-strict-conv', 'the op, float32, cuDNN conv without TF32', [
-        python, tool('benchmark.py'), 'ops', '--device', 'cuda', '--dtype', 'float32',
-        '--shapes', 'r50-c3c5', '--strict-fp32-conv', '--candidates', 'mmcv', 'plugin:auto',
-        '--repeat', str(op_repeat), '--warmup', '3', '--out-dir', step_dir], 45, kind='ops',
-        out_dir=step_dir))
-    for precision in ('fp32', 'amp'):
-        step_dir = osp.join(out_dir, f'model-{precision}')
-        steps.append(Step(f'model-{precision}',
-                          f'Faster R-CNN R50-FPN training steps, {precision}, batch 2 of '
-                          '800x1216', [
-                              python, tool('benchmark.py'), 'model', osp.join(root, DCN_CONFIG),
-                              '--baseline', PLAIN_CONFIG, '--also', *MMDET_DCN_CONFIGS,
-                              '--device', 'cuda', *(['--amp'] if precision == 'amp' else []),
-                              '--synthetic', '800', '1216', '--batch-size', '2',
-                              '--iters', str(model_iters), '--warmup', '2',
-                              # No download on the machine: random initial weights.
-                              '--cfg-options', 'model.backbone.init_cfg=None',
-                              '--out-dir', step_dir],
-                          100, kind='model', out_dir=step_dir))
+    triton = existing_tests(root, TRITON_TESTS)
+    if triton:
+        steps.append(_tests_step('tests-triton', 'CUDA tests of the Triton backend', python,
+                                 triton, out_dir, 75))
+    steps += [
+        _ops_step('ops-float32', 'the op, float32', python, bench, out_dir, 'float32',
+                  op_repeat, 75),
+        _ops_step('ops-float16', 'the op, float16', python, bench, out_dir, 'float16',
+                  op_repeat, 60),
+        _model_step('fp32', python, bench, root, out_dir, model_iters),
+        _ops_step('ops-bfloat16', 'the op, bfloat16', python, bench, out_dir, 'bfloat16',
+                  op_repeat, 60),
+        _ops_step('ops-float32-strict-conv', 'the op, float32, cuDNN conv without TF32',
+                  python, bench, out_dir, 'float32', op_repeat, 45,
+                  extra=('--strict-fp32-conv', '--candidates', 'mmcv', 'plugin:auto')),
+        _model_step('amp', python, bench, root, out_dir, model_iters),
+    ]
     return steps
 
 
@@ -398,7 +436,8 @@ def summarize(step: Step, log_path: str) -> dict:
     if step.kind in ('ops', 'model'):
         with open(osp.join(step.out_dir, 'results.json')) as f:
             saved = json.load(f)
-        return dict(ok=bool(saved['rows']), machine=saved['machine'], rows=saved['rows'])
+        return dict(ok=bool(saved['rows']) and not saved.get('partial'), machine=saved['machine'],
+                    rows=saved['rows'], partial=bool(saved.get('partial')))
     if step.kind == 'train':
         ckpt = osp.join(step.out_dir, 'epoch_1.pth')
         return dict(ok=osp.isfile(ckpt), checkpoint=ckpt if osp.isfile(ckpt) else None,
@@ -417,7 +456,8 @@ def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str
     if step.out_dir:
         os.makedirs(step.out_dir, exist_ok=True)
     rc, timed_out, seconds = run_command(step.argv, log_path, timeout_s, cwd, env, log)
-    result = dict(name=step.name, title=step.title, command=shlex.join(step.argv),
+    result = dict(name=step.name, title=step.title, kind=step.kind,
+                  command=shlex.join(step.argv),
                   budget_s=step.budget_s, timeout_s=round(timeout_s, 1), seconds=round(seconds, 1),
                   rc=rc, log=log_rel)
     if timed_out:
@@ -428,7 +468,7 @@ def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str
         result.update(status='failed', reason=why + (f'; last line: {last}' if last else ''))
     else:
         result['status'] = 'passed'
-    if not timed_out:
+    if not timed_out or step.kind == 'ops':  # a stopped op benchmark saved what it measured
         try:
             summary = summarize(step, log_path)
         except (OSError, ValueError, KeyError, ET.ParseError) as e:
@@ -437,6 +477,8 @@ def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str
                 f.write('\n[gpu-check] reading the results failed:\n' + traceback.format_exc())
         ok = summary.pop('ok')
         result['summary'] = summary
+        if timed_out and summary.get('rows'):
+            result['reason'] += f"; kept the {len(summary['rows'])} rows measured before"
         if result['status'] == 'passed' and not ok:
             result.update(status='failed', reason='exit status 0, but its results are missing '
                           'or failing: ' + json.dumps(summary)[:300])
@@ -567,21 +609,24 @@ def render_report(state: dict) -> str:
     lines.append('')
     for r in state['steps']:
         summary = r.get('summary') or {}
-        if r['name'] == 'tests' and 'tests' in summary:
-            lines += ['## CUDA tests', '', f"{summary['passed']} passed, {summary['failed']} "
+        kind = r.get('kind', '')
+        if kind == 'tests' and 'tests' in summary:
+            lines += [f"## {r['title']}", '', f"{summary['passed']} passed, {summary['failed']} "
                       f"failed, {summary['errors']} errors, {summary['skipped']} skipped "
                       f"({summary['tests']} in all).", '']
             if summary['failing']:
                 lines += [f'- failing: `{t}`' for t in summary['failing']] + ['']
-        elif summary.get('rows') and r['name'].startswith('ops-'):
-            lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
+        elif summary.get('rows') and kind == 'ops':
+            partial = (' **Partial: the step stopped before its last shape.**'
+                       if summary.get('partial') else '')
+            lines += [f"## {r['title']}", '', f"`{summary['machine']}`{partial}", '',
                       ops_table(summary['rows']), '']
             text = ops_summary(summary['rows'])
             lines += [text, ''] if text else []
-        elif summary.get('rows') and r['name'].startswith('model-'):
+        elif summary.get('rows') and kind == 'model':
             lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
                       model_table(summary['rows']), '']
-        elif r['name'] in ('train', 'test') and summary:
+        elif kind in ('train', 'test') and summary:
             value = summary.get('val_bbox_mAP', summary.get('test_bbox_mAP'))
             lines += [f"## {r['title']}", '', f'bbox mAP: {value} ({r["status"]}).', '']
     return '\n'.join(lines).rstrip('\n') + '\n'

@@ -233,7 +233,8 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
             memory: bool = False, log: Callable[[str], None] = _no_log,
             available: Optional[Dict[str, Candidate]] = None,
             measure: Optional[Measure] = None,
-            strict_fp32_conv: bool = False) -> List[dict]:
+            strict_fp32_conv: bool = False,
+            on_rows: Optional[Callable[[List[dict]], None]] = None) -> List[dict]:
     """Median time of every candidate per shape and mode, and its ratio to ``'conv'``.
 
     Candidates are interleaved in every repetition (so drift hits all alike), through
@@ -251,6 +252,8 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
         strict_fp32_conv (bool): turn cuDNN's TF32 off for the run, so that the conv
             computes in strict float32 as the ``addmm`` of mmcv and torchvision do
             (by default PyTorch lets cuDNN use TF32 and matmuls not).
+        on_rows: called with all rows so far after every shape (a caller saves them, so
+            a run stopped part-way keeps what it measured).
 
     Returns:
         list of dicts: ``shape``, ``nchw``, ``mode``, ``candidate``, ``device``,
@@ -304,6 +307,8 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
                     peak = peak_cuda_memory_mb(op_run(cands[name], inputs, 'fwd+bwd'))
                     _set_peak(rows, shape_name, name, peak)
             del inputs
+            if on_rows is not None:
+                on_rows(list(rows))
     if memory and device == 'cpu':
         for shape_name in shape_names:
             for name in _succeeded(rows, shape_name, cands):

@@ -6,6 +6,17 @@ import os.path as osp
 from typing import List, Optional
 
 
+def write_partial(rows: List[dict], out_dir: str, kind: str, machine: str) -> str:
+    """``results.json`` of the rows so far, marked ``partial`` (no CSV, no chart): what a
+    benchmark stopped part-way leaves; :func:`write_outputs` replaces it at the end."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = osp.join(out_dir, 'results.json')
+    with open(path + '.tmp', 'w') as f:
+        json.dump(dict(kind=kind, machine=machine, partial=True, rows=rows), f, indent=2)
+    os.replace(path + '.tmp', path)
+    return path
+
+
 def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> List[str]:
     """Write ``results.json`` (with ``kind`` and ``machine``), ``results.csv`` and
     ``results.png`` into ``out_dir``; return their paths.
