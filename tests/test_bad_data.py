@@ -274,7 +274,7 @@ def test_train_tool_on_a_file_with_several_problems(broken, tmp_path):
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(config), '--work-dir',
          str(work_dir), '--cfg-options', *options],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+        cwd=tmp_path, capture_output=True,
         text=True, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

@@ -1,8 +1,8 @@
 """A user's messy COCO file (tests/messy_coco.py holds every case) through the dataset,
 the metric, and one training iteration of the Mask R-CNN DCN config.
 
-Each case is checked against what this package promises (README, "Bad and incomplete
-annotations"); where stock mmdet fails on the same file, a test says how.
+Each case is checked against what this package promises (docs/reliability.md, "Bad and
+incomplete annotations"); where stock mmdet fails on the same file, a test says how.
 """
 import json
 import os.path as osp

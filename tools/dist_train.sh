@@ -2,7 +2,7 @@
 # Launch tools/train.py in NUM_PROCS processes with torchrun (MMEngine's pytorch launcher).
 #   bash tools/dist_train.sh CONFIG NUM_PROCS [tools/train.py arguments]
 # GPUs: one process per GPU (NCCL). Without CUDA: CPU processes on gloo.
-# Several machines: set NNODES, NODE_RANK, MASTER_ADDR, PORT on each (see README).
+# Several machines: set NNODES, NODE_RANK, MASTER_ADDR, PORT on each (see docs/configs-and-tools.md).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: bash tools/dist_train.sh CONFIG NUM_PROCS [args]" >&2

@@ -18,7 +18,8 @@ model = dict(
         conv_cfg=dict(type='DeformableConv2d', modulated=True),
         dcn_on_last_conv=False))
 # Bad or incomplete annotations: one warning per kind, or an error naming file, image and
-# annotation; the metric scores by the same rules (README: "Bad and incomplete annotations").
+# annotation; the metric scores by the same rules (docs/reliability.md, "Bad and
+# incomplete annotations").
 train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_dataloader = test_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_evaluator = test_evaluator = dict(type='SafeCocoMetric')

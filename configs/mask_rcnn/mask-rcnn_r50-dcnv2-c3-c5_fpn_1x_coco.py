@@ -7,7 +7,8 @@ model = dict(
         dcn=dict(type='DeformableConv2d', modulated=True, fallback_on_stride=False),
         stage_with_dcn=(False, True, True, True)))
 # Bad or incomplete annotations: one warning per kind, or an error naming file, image and
-# annotation; the metric scores by the same rules (README: "Bad and incomplete annotations").
+# annotation; the metric scores by the same rules (docs/reliability.md, "Bad and
+# incomplete annotations").
 train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_dataloader = test_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_evaluator = test_evaluator = dict(type='SafeCocoMetric')
