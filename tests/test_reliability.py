@@ -26,7 +26,7 @@ def data(tmp_path_factory):
     return root / 'data'
 
 
-def _options(data, max_epochs, deterministic=False):
+def _options(data, max_epochs, deterministic=False, log_every_iter=False):
     opts = [f'train_dataloader.dataset.data_root={data}/',
             f'val_dataloader.dataset.data_root={data}/',
             f'test_dataloader.dataset.data_root={data}/',
@@ -41,6 +41,8 @@ def _options(data, max_epochs, deterministic=False):
             'randomness.seed=0']
     if deterministic:
         opts.append('randomness.deterministic=True')
+    if log_every_iter:
+        opts.append('default_hooks.logger.interval=1')
     return ['--cfg-options', *opts]
 
 
@@ -59,32 +61,58 @@ def _weights(path):
     return torch.load(path, map_location='cpu')['state_dict']
 
 
+def _last_logged_iter(work) -> int:
+    """The last training iteration the runs in ``work`` logged (MMEngine's
+    ``vis_data/scalars.json`` of each session); 0 before any."""
+    import glob
+    import json
+    last = 0
+    for path in glob.glob(str(work / '*' / 'vis_data' / 'scalars.json')):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:     # the line being written
+                    continue
+                if 'loss' in record:
+                    last = max(last, int(record['iter']))
+    return last
+
+
 @pytest.mark.parametrize('max_epochs', [
     2,                                          # the short schedule `make test` runs
     pytest.param(6, marks=pytest.mark.slow),    # killed anywhere in a longer run
 ])
 def test_sigkill_then_resume_continues_to_the_end(data, tmp_path, max_epochs):
+    iters_per_epoch = 4
     work = tmp_path / 'killed'
     child = subprocess.Popen([sys.executable, TRAIN, CONFIG, '--work-dir', str(work),
-                              *_options(data, max_epochs, deterministic=True)],
+                              *_options(data, max_epochs, deterministic=True,
+                                        log_every_iter=True)],
                              cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     last = work / 'last_checkpoint'
     deadline = time.time() + 300
-    # MMEngine creates last_checkpoint before it writes the path into it: wait for the path,
-    # or a kill in between leaves an empty file (seen once in CI).
-    while (not (last.exists() and last.read_text().strip()) and child.poll() is None
+    # Kill in the middle of the second epoch: after its first iteration was logged (so
+    # epoch 1's checkpoint was written, path and all, and the work since is lost).
+    while (_last_logged_iter(work) <= iters_per_epoch and child.poll() is None
            and time.time() < deadline):
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert child.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
     killed_at = time.time()
+    # The kill landed mid-run: the process was still training, had trained past its
+    # last checkpoint, and had not reached the end of the schedule.
+    assert child.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
     ckpt_before = open(last).read().strip()
-    lost_s = killed_at - osp.getmtime(ckpt_before)
-    print(f'killed {lost_s:.2f} s after {osp.basename(ckpt_before)} was written')
     epoch_before = torch.load(ckpt_before, map_location='cpu')['meta']['epoch']
-    assert epoch_before < max_epochs
+    logged = _last_logged_iter(work)
+    assert epoch_before * iters_per_epoch < logged < max_epochs * iters_per_epoch, (
+        f'the kill did not land mid-run: last checkpoint epoch {epoch_before}, last '
+        f'logged iteration {logged} of {max_epochs * iters_per_epoch}')
+    assert not (work / f'epoch_{max_epochs}.pth').exists()
+    print(f'killed at iteration {logged}, {killed_at - osp.getmtime(ckpt_before):.2f} s '
+          f'after {osp.basename(ckpt_before)} was written')
     # A kill in the middle of torch.save leaves the next checkpoint truncated (and
     # last_checkpoint still naming the previous one): --resume must skip it.
     partial = work / f'epoch_{epoch_before + 1}.pth'
@@ -95,7 +123,6 @@ def test_sigkill_then_resume_continues_to_the_end(data, tmp_path, max_epochs):
     assert f'resumed epoch: {epoch_before}' in out
     assert partial.stat().st_size > 1000  # rewritten whole when that epoch ended
     final = torch.load(work / f'epoch_{max_epochs}.pth', map_location='cpu')
-    iters_per_epoch = 4
     assert final['meta']['epoch'] == max_epochs
     assert final['meta']['iter'] == max_epochs * iters_per_epoch
     # Optimizer state (AdamW's moments) and the schedulers came back and went on.
