@@ -76,9 +76,13 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
         return torch.get_autocast_gpu_dtype()
 
 
+# Looked up once (torch < 2.3 has no torch.compiler.is_compiling), not on every call.
+_is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
+
+
 def _tracing() -> bool:
-    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling()
+    # The cheap flags first; is_in_onnx_export imports two modules on every call.
+    return torch.jit.is_tracing() or _is_compiling() or torch.onnx.is_in_onnx_export()
 
 
 def deform_conv2d(input: Tensor,
