@@ -343,3 +343,60 @@ def test_tf32_only_when_pytorch_allows_it():
         assert dot_precision(x.half()) is None
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+# --- compiled for the GPU, on a machine without one -------------------------------------
+
+def _compile_for(kernel_name, dtype, capability, **overrides):
+    """Compile one kernel with ``choose_tiles``'s GPU tiles for a ResNet-like layer
+    (3x3, 128 -> 128 channels) for ``capability``; no GPU needed (Triton ships ptxas)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile as triton_compile
+    from mmdcn_plugin.ops.backends.triton import backward, forward, launch
+    from mmdcn_plugin.ops.checks import DeformGeometry
+    kernel = {'forward': forward.deform_conv_forward_kernel,
+              'data': backward.deform_conv_backward_data_kernel,
+              'weight': backward.deform_conv_backward_weight_kernel}[kernel_name]
+    geo = DeformGeometry(2, 128, 40, 60, 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, 1, (40, 60))
+    torch_dtype = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}[dtype]
+    saved, launch.INTERPRETED = launch.INTERPRETED, False  # the GPU's tiles, not the interpreter's
+    try:
+        tiles = launch.choose_tiles(geo, torch_dtype, kernel_name)
+    finally:
+        launch.INTERPRETED = saved
+    consts = dict(KH=3, KW=3, HAS_MASK=True, PRECISION='tf32' if dtype == 'fp32' else None,
+                  DOT_UPCAST=False, BLOCK_P=tiles.block_p, BLOCK_O=tiles.block_o,
+                  BLOCK_C=tiles.block_c)
+    consts.update({'forward': dict(HAS_BIAS=True),
+                   'data': dict(NEED_INPUT=True, NEED_OFFSET=True, NEED_MASK=True,
+                                FIXED_POINT=False),
+                   'weight': {}}[kernel_name])
+    consts.update(overrides)
+    fp32_buffers = {'gx_ptr': 'i64' if consts.get('FIXED_POINT') else 'fp32',
+                    'goff_ptr': 'fp32', 'gmsk_ptr': 'fp32', 'scale_ptr': 'fp32',
+                    'part_ptr': 'fp32'}
+    signature = {name: 'constexpr' if name in consts
+                 else '*' + fp32_buffers.get(name, dtype) if name.endswith('_ptr') else 'i32'
+                 for name in kernel.arg_names}
+    compiled = triton_compile(ASTSource(kernel, signature, constexprs=consts),
+                              target=GPUTarget('cuda', capability, 32),
+                              options=dict(num_warps=tiles.num_warps,
+                                           num_stages=tiles.num_stages))
+    return compiled.asm['ptx']
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRITON or INTERPRETING,
+                    reason='needs Triton, outside the interpreter')
+@pytest.mark.parametrize('dtype', ['fp16', 'bf16', 'fp32'])
+def test_kernels_compile_for_hopper_on_the_tensor_cores(dtype):
+    """Every kernel compiles for sm_90 and multiplies with wgmma (TF32 for fp32), the
+    fixed-point input gradient included; DCNv1 and fp32 without TF32 compile too."""
+    for kernel in ('forward', 'data', 'weight'):
+        assert 'wgmma' in _compile_for(kernel, dtype, 90), kernel
+    assert 'atom.global' in _compile_for('data', dtype, 90, FIXED_POINT=True)
+    _compile_for('forward', dtype, 90, HAS_MASK=False, HAS_BIAS=False)
+    if dtype == 'fp32':
+        _compile_for('forward', dtype, 90, PRECISION='ieee')
+    if dtype == 'fp16':
+        assert 'mma.sync' in _compile_for('forward', dtype, 80)  # Ampere

@@ -30,14 +30,28 @@ from .sampling import (corner_mask, load_corner, mma, pixel_rows, sample_columns
 
 
 @triton.jit
-def _scatter(gx_ptr, pix, yi, xi, inside, s_gh, s_gw, chan, chan_ok, val, scale,
-             FIXED_POINT: tl.constexpr):
-    ptrs = gx_ptr + (pix + yi * s_gh + xi * s_gw)[:, None] + chan[None, :]
-    ok = inside[:, None] & chan_ok[None, :]
-    if FIXED_POINT:
-        tl.atomic_add(ptrs, tl.floor(val * scale + 0.5).to(tl.int64), mask=ok)
-    else:
-        tl.atomic_add(ptrs, val, mask=ok)
+def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, chan, c, c_ok,
+            gcols, gm, weight, scale, NEED_VALUES: tl.constexpr, NEED_INPUT: tl.constexpr,
+            FIXED_POINT: tl.constexpr):
+    """One bilinear corner of a ``[BLOCK_P, BLOCK_C]`` tile, consumed at once.
+
+    Returns ``sum_c gcols * v_corner`` per row (``[BLOCK_P]``; zeros unless
+    ``NEED_VALUES``), and scatters ``gm * weight`` into the input gradient when
+    ``NEED_INPUT``.  Handling the corners one by one keeps one value tile live.
+    """
+    total = tl.zeros(weight.shape, dtype=tl.float32)
+    if NEED_VALUES:
+        v = load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, chan, c_ok)
+        total = tl.sum(gcols * v, axis=1)
+    if NEED_INPUT:
+        ptrs = gx_ptr + (gpix + yi * s_gh + xi * s_gw)[:, None] + c[None, :]
+        ok = inside[:, None] & c_ok[None, :]
+        val = gm * weight[:, None]
+        if FIXED_POINT:
+            tl.atomic_add(ptrs, tl.floor(val * scale + 0.5).to(tl.int64), mask=ok)
+        else:
+            tl.atomic_add(ptrs, val, mask=ok)
+    return total
 
 
 @triton.jit
@@ -80,12 +94,16 @@ def deform_conv_backward_data_kernel(
     pix = n * s_xn
     gpix = n * s_gn
     gy_rows = gy_ptr + n * s_yn + oy * s_yh + ox * s_yw
+    NEED_VALUES: tl.constexpr = NEED_OFFSET or NEED_MASK
     scale = 1.0
     if FIXED_POINT:
         scale = tl.load(scale_ptr)
-    acc_dy = tl.zeros([BLOCK_P], dtype=tl.float32)
-    acc_dx = tl.zeros([BLOCK_P], dtype=tl.float32)
-    acc_m = tl.zeros([BLOCK_P], dtype=tl.float32)
+    # Per row, sum_c gcols * v at each corner; the mask and offset gradients are
+    # combinations of these four (the bilinear weights do not depend on the channel).
+    s00 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    s01 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    s10 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    s11 = tl.zeros([BLOCK_P], dtype=tl.float32)
     for c0 in range(0, CPDG, BLOCK_C):
         cl = c0 + tl.arange(0, BLOCK_C)
         c_ok = cl < CPDG
@@ -105,38 +123,25 @@ def deform_conv_backward_data_kernel(
                              + i * s_wh + j * s_ww,
                              mask=o_ok[:, None] & in_gr[None, :], other=0.0)
                 gcols = mma(gout, wt, gcols, PRECISION, DOT_UPCAST)
-        if NEED_OFFSET or NEED_MASK:
-            chan = c * s_xc
-            v00 = load_corner(x_ptr, pix, y0, x0, in00, s_xh, s_xw, chan, c_ok)
-            v01 = load_corner(x_ptr, pix, y0, x1, in01, s_xh, s_xw, chan, c_ok)
-            v10 = load_corner(x_ptr, pix, y1, x0, in10, s_xh, s_xw, chan, c_ok)
-            v11 = load_corner(x_ptr, pix, y1, x1, in11, s_xh, s_xw, chan, c_ok)
-            if NEED_MASK:
-                v = (hy * hx)[:, None] * v00 + (hy * lx)[:, None] * v01 \
-                    + (ly * hx)[:, None] * v10 + (ly * lx)[:, None] * v11
-                acc_m += tl.sum(gcols * v, axis=1)
-            if NEED_OFFSET:
-                dv_dy = hx[:, None] * (v10 - v00) + lx[:, None] * (v11 - v01)
-                dv_dx = hy[:, None] * (v01 - v00) + ly[:, None] * (v11 - v10)
-                acc_dy += tl.sum(gcols * dv_dy, axis=1)
-                acc_dx += tl.sum(gcols * dv_dx, axis=1)
-        if NEED_INPUT:
-            gm = gcols * m[:, None]
-            _scatter(gx_ptr, gpix, y0, x0, in00, s_gh, s_gw, c, c_ok,
-                     gm * (hy * hx)[:, None], scale, FIXED_POINT)
-            _scatter(gx_ptr, gpix, y0, x1, in01, s_gh, s_gw, c, c_ok,
-                     gm * (hy * lx)[:, None], scale, FIXED_POINT)
-            _scatter(gx_ptr, gpix, y1, x0, in10, s_gh, s_gw, c, c_ok,
-                     gm * (ly * hx)[:, None], scale, FIXED_POINT)
-            _scatter(gx_ptr, gpix, y1, x1, in11, s_gh, s_gw, c, c_ok,
-                     gm * (ly * lx)[:, None], scale, FIXED_POINT)
+        gm = gcols * m[:, None]
+        chan = c * s_xc
+        s00 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x0, in00, s_xh, s_xw, s_gh, s_gw, chan, c,
+                       c_ok, gcols, gm, hy * hx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
+        s01 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x1, in01, s_xh, s_xw, s_gh, s_gw, chan, c,
+                       c_ok, gcols, gm, hy * lx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
+        s10 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x0, in10, s_xh, s_xw, s_gh, s_gw, chan, c,
+                       c_ok, gcols, gm, ly * hx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
+        s11 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x1, in11, s_xh, s_xw, s_gh, s_gw, chan, c,
+                       c_ok, gcols, gm, ly * lx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
     GK = tl.num_programs(1) * KHW
     if NEED_OFFSET:
+        # d v / d y: the slope between rows y0 and y1 (mmcv's), likewise in x.
         ptrs = goff_ptr + n * (2 * GK * P) + 2 * (g * KHW + k) * P + p
-        tl.store(ptrs, acc_dy * m, mask=row_ok)
-        tl.store(ptrs + P, acc_dx * m, mask=row_ok)
+        tl.store(ptrs, (hx * (s10 - s00) + lx * (s11 - s01)) * m, mask=row_ok)
+        tl.store(ptrs + P, (hy * (s01 - s00) + ly * (s11 - s10)) * m, mask=row_ok)
     if NEED_MASK:
-        tl.store(gmsk_ptr + n * (GK * P) + (g * KHW + k) * P + p, acc_m, mask=row_ok)
+        tl.store(gmsk_ptr + n * (GK * P) + (g * KHW + k) * P + p,
+                 hy * (hx * s00 + lx * s01) + ly * (hx * s10 + lx * s11), mask=row_ok)
 
 
 @triton.jit

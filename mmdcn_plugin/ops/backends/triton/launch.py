@@ -6,7 +6,7 @@ channels-last first (one point's channels are then contiguous: the reads of a ti
 coalesce).  Under Triton's interpreter the same launches run on CPU tensors.
 """
 import math
-from typing import NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -48,24 +48,33 @@ def channel_block(geo: DeformGeometry, cap: int) -> int:
     return block if common % block == 0 else _pow2_at_least(min(cg, cpdg), 16, cap)
 
 
+# Tiles to use instead of :func:`choose_tiles`'s, per kernel ('forward', 'data',
+# 'weight'): for sweeping configurations on a GPU without editing this file.
+TILE_OVERRIDES: Dict[str, Tiles] = {}
+
+
 def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
     """Tiles for ``kernel`` in ('forward', 'data', 'weight').
 
     Under the interpreter a program costs Python time per operation, not per
-    element: the smallest tiles ``tl.dot`` takes.  On the GPU, starting points for
-    the tensor cores (fp16/bf16 take wider channel blocks than fp32), to be tuned on
-    the device.
+    element: the smallest tiles ``tl.dot`` takes.  On the GPU, configurations that
+    compile for sm_90 without register spills (ptxas -v, Triton 3.9; 8 warps): the
+    sampled tile and its pointers, not the accumulator, fill the registers, so the
+    channel block stays at 32 (16 in the input-gradient kernel, which also holds
+    the gradient tile).  Not yet timed on a GPU: see :data:`TILE_OVERRIDES`.
     """
     if INTERPRETED:
         return Tiles(32, 16, 16, 1, 1)
+    if kernel in TILE_OVERRIDES:
+        return TILE_OVERRIDES[kernel]
     og = geo.out_channels // geo.groups
     half = dtype in (torch.float16, torch.bfloat16)
-    block_c = channel_block(geo, 64 if half else 32)
     if kernel == 'forward':
-        return Tiles(64, _pow2_at_least(og, 16, 128), block_c, 4, 2)
+        return Tiles(64, _pow2_at_least(og, 16, 128 if half else 64), channel_block(geo, 32),
+                     8, 2)
     if kernel == 'data':
-        return Tiles(64, _pow2_at_least(og, 16, 64), block_c, 4, 2)
-    return Tiles(64, _pow2_at_least(og, 16, 64), block_c, 4, 2)
+        return Tiles(64, _pow2_at_least(og, 16, 64), channel_block(geo, 16), 8, 2)
+    return Tiles(64, _pow2_at_least(og, 16, 128 if half else 64), channel_block(geo, 32), 8, 2)
 
 
 def dot_precision(input: Tensor) -> Optional[str]:
