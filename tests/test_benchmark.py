@@ -331,3 +331,27 @@ def test_model_benchmark_without_dcn_asks_for_a_baseline(tmp_path):
                  '--synthetic', '64', '64', '--out-dir', str(tmp_path)], tmp_path, ok=False)
     assert proc.returncode == 1
     assert 'model.backbone.dcn is set, got backbone.dcn=None' in proc.stderr, proc.stderr[-2000:]
+
+
+def test_overhead_rows_and_the_noop_backend_leaves_no_trace():
+    from mmdcn_plugin.benchmark import overhead
+    rows = overhead.run_overhead(number=3, rounds=2)
+    names = [r['row'] for r in rows]
+    assert names[-2:] == ['deform_conv2d() (auto)', 'dispatch only']
+    assert ('mmcv raw' in names) == backends.BACKENDS['mmcv'].available()
+    assert all(r['us_per_call'] > 0 and r['device'] == 'cpu' for r in rows)
+    if 'mmcv raw' in names:
+        raw = rows[names.index('mmcv raw')]['us_per_call']
+        for r in rows:
+            assert r['vs_mmcv_raw'] == pytest.approx(r['us_per_call'] / raw, abs=0.01)
+    assert overhead.NOOP_BACKEND not in backends.BACKENDS
+    # The no-op backend really is a no-op: the wrapper returns the input.
+    with overhead.noop_backend() as name:
+        x, w, o, m = make_op_inputs((1, 4, 5, 5), requires_grad=False)
+        from mmdcn_plugin.ops import deform_conv2d
+        assert deform_conv2d(x, o, w, None, 1, 1, 1, m, backend=name) is x
+    assert overhead.NOOP_BACKEND not in backends.BACKENDS
+    with pytest.raises(ValueError, match=r'number: expected an int >= 1, got 0'):
+        overhead.run_overhead(number=0)
+    table = overhead.overhead_table(rows)
+    assert table.count('\n') == len(rows) + 1 and '| dispatch only |' in table

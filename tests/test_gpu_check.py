@@ -223,8 +223,8 @@ def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
     names = [s.name for s in steps]
     triton = ['tests-triton'] if osp.isfile(osp.join(ROOT, gpu_check.TRITON_TESTS[0])) else []
     assert names == ['environment', 'tests', 'data', 'train', 'test', *triton, 'ops-float32',
-                     'ops-float16', 'model-fp32', 'ops-bfloat16', 'ops-float32-strict-conv',
-                     'model-amp']
+                     'overhead', 'ops-float16', 'model-fp32', 'ops-bfloat16',
+                     'ops-float32-strict-conv', 'model-amp']
     # The steps' own budgets add up to more than the total: the total cuts the last ones.
     assert sum(s.budget_s for s in steps) > gpu_check.DEFAULT_BUDGET_S
     assert gpu_check.DEFAULT_BUDGET_S <= 400  # + kit install and build: one 8-minute call
@@ -242,6 +242,8 @@ def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
         args = bench.parse_args(by[name].argv[2:])
         assert (args.cmd, args.device, args.shapes) == ('ops', 'cuda', ['r50-c3c5'])
     assert bench.parse_args(by['ops-bfloat16'].argv[2:]).dtype == 'bfloat16'
+    args = bench.parse_args(by['overhead'].argv[2:])
+    assert (args.cmd, args.device) == ('overhead', 'cuda')
     assert bench.parse_args(by['ops-float32-strict-conv'].argv[2:]).strict_fp32_conv
     for name, amp in (('model-fp32', False), ('model-amp', True)):
         args = bench.parse_args(by[name].argv[2:])

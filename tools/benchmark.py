@@ -13,10 +13,10 @@ when importable, forward and forward+backward, on ResNet-50's c3-c5 DCN shapes (
 for a batch-2 800x1216 training batch (the CUDA default).  Candidates are interleaved
 in every repetition (so drift hits all of them alike) after a warm-up, and the median
 is reported: wall clock on the CPU, CUDA events on CUDA; ``results.json`` is saved
-after every shape, so a run stopped part-way keeps what it measured.  On CUDA float32 the table
-says which TF32 switch governed each side (cuDNN may use TF32 by default, matmuls
-not); ``--strict-fp32-conv`` turns cuDNN's off.  ``--memory`` also measures the peak
-memory of one forward+backward of each candidate (a fresh process on the CPU).
+after every shape, so a run stopped part-way keeps what it measured.  On CUDA float32
+the table says which TF32 switch governed each side (cuDNN may use TF32 by default,
+matmuls not); ``--strict-fp32-conv`` turns cuDNN's off.  ``--memory`` also measures
+the peak memory of one forward+backward of each candidate (a fresh process on the CPU).
 
 ``model`` times training iterations (``train_step``) and inference (``test_step``)
 of a detector config, of its baseline (the same config with the backbone's
@@ -24,6 +24,12 @@ deformable layers removed, unless ``--baseline`` names another config) and of th
 ``--also`` configs; ``mmdet::<path>`` names one of mmdet's own configs.
 ``--synthetic H W`` times a random batch of that size instead of the config's
 training data; ``--amp`` is mmdet's mixed precision (CUDA).
+
+    python tools/benchmark.py overhead [--device cpu|cuda] --out-dir DIR
+
+``overhead`` times the op's wrapper per call on tiny tensors, where the host's work is
+all there is: mmcv's raw kernel, our mmcv backend function, ``deform_conv2d`` with
+``backend='mmcv'`` and by default, and the wrapper alone (a no-op backend).
 
     python tools/benchmark.py infer [--shapes c3 c4 c5] [--threads 2] --out-dir DIR
     python tools/benchmark.py model CONFIG --infer [--what backbone|backbone+neck]
@@ -48,8 +54,8 @@ from mmengine.config import DictAction
 
 from mmdcn_plugin.benchmark import (DTYPES, INFER_SHAPES, OP_SHAPES, SHAPE_PRESETS, infer_table,
                                     machine_for, model_table, ops_summary, ops_table,
-                                    run_infer_ops, run_model, run_model_infer, run_ops,
-                                    write_outputs, write_partial)
+                                    overhead_table, run_infer_ops, run_model, run_model_infer,
+                                    run_ops, run_overhead, write_outputs, write_partial)
 
 DEFAULT_SHAPES = {'cpu': ['c3', 'c4', 'c5'], 'cuda': ['r50-c3c5']}
 
@@ -77,6 +83,12 @@ def parse_args(argv=None):
                      help="CUDA float32: turn cuDNN's TF32 off, so the conv computes in strict "
                      'float32 as the matmuls of the deformable kernels do')
     ops.add_argument('--out-dir', required=True)
+    overhead = sub.add_parser('overhead', help="the op wrapper's cost per call over mmcv's")
+    overhead.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    overhead.add_argument('--number', type=int, default=2000, help='calls per timed round')
+    overhead.add_argument('--repeat', type=int, default=9, help='timed rounds (the min counts)')
+    overhead.add_argument('--threads', type=int, default=1, help='torch threads (default: 1)')
+    overhead.add_argument('--out-dir', required=True)
     infer = sub.add_parser('infer', help='time inference of the op under every runtime')
     infer.add_argument('--shapes', nargs='+', choices=sorted(INFER_SHAPES),
                        default=['c3', 'c4', 'c5'])
@@ -114,7 +126,7 @@ def parse_args(argv=None):
     model.add_argument('--repeat', type=int, default=3,
                        help='with --infer: timed rounds after the warm-up (default: 3)')
     args = parser.parse_args(argv)
-    for name in ('repeat', 'iters', 'batch_size'):
+    for name in ('repeat', 'iters', 'batch_size', 'number'):
         if getattr(args, name, 1) < 1:
             parser.error(f'--{name.replace("_", "-")}: expected >= 1, got {getattr(args, name)}')
     if getattr(args, 'warmup', 0) < 0:
@@ -147,7 +159,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.cmd == 'ops' and args.threads:
+    if args.cmd in ('ops', 'overhead') and args.threads:
         torch.set_num_threads(args.threads)
     device = getattr(args, 'device', 'cpu')
     machine = machine_for(device, threads=args.threads if args.inference
@@ -159,6 +171,9 @@ def main(argv=None):
                        memory=args.memory, log=log, strict_fp32_conv=args.strict_fp32_conv,
                        on_rows=lambda rows: write_partial(rows, args.out_dir, 'ops', machine))
         table, summary = ops_table(rows), ops_summary(rows)
+    elif args.cmd == 'overhead':
+        rows = run_overhead(device=args.device, number=args.number, rounds=args.repeat, log=log)
+        table, summary = overhead_table(rows), ''
     elif args.cmd == 'infer':
         rows = run_infer_ops(shapes=args.shapes, threads=args.threads, repeat=args.repeat,
                              warmup=args.warmup, log=log)

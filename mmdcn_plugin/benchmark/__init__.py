@@ -8,6 +8,7 @@ their baselines; ``tools/benchmark.py`` is the command line.
   more configs (CPU or CUDA, fp32 or AMP, on a config's data or a synthetic batch);
 - :mod:`.infer`: CPU inference of the op under onnxruntime and of a backbone
   (``tools/benchmark.py infer``, ``model --infer``; formerly ``deploy.speed``);
+- :mod:`.overhead`: what the op's wrapper costs per call over mmcv's raw kernel;
 - :mod:`.output`: the ``results.json`` / ``results.csv`` / ``results.png`` files;
 - :mod:`.gpu_check`: the end-to-end check of a GPU machine (``tools/gpu_check.py``).
 
@@ -19,10 +20,11 @@ from .model import (count_deformable_layers, model_table, resolve_config, run_mo
 from .ops import (DTYPES, OP_SHAPES, SHAPE_PRESETS, expand_shapes, make_op_inputs,
                   op_candidates, op_run, ops_summary, ops_table, run_ops, tf32_flags)
 from .output import machine_for, write_outputs, write_partial
+from .overhead import overhead_table, run_overhead
 
 __all__ = ['OP_SHAPES', 'SHAPE_PRESETS', 'DTYPES', 'expand_shapes', 'make_op_inputs',
            'op_candidates', 'op_run', 'run_ops', 'ops_table', 'ops_summary', 'tf32_flags',
            'run_model', 'summarize_model_times', 'model_table', 'synthetic_batch',
            'resolve_config', 'count_deformable_layers', 'INFER_SHAPES', 'infer_candidates',
            'run_infer_ops', 'run_model_infer', 'infer_table', 'write_outputs', 'write_partial',
-           'machine_for']
+           'machine_for', 'run_overhead', 'overhead_table']

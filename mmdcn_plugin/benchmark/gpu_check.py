@@ -14,12 +14,13 @@ budget so that the check fits one call of a lent machine:
    may take long: a step of its own);
 5. ``ops-float32``, ``ops-float16``, ``ops-bfloat16``, ``ops-float32-strict-conv``:
    ``tools/benchmark.py ops --device cuda`` on ResNet-50's c3-c5 shapes of a batch-2
-   800x1216 batch (cuDNN conv, mmcv's raw kernel, torchvision, every backend), and
+   800x1216 batch (cuDNN conv, mmcv's raw kernel, torchvision, every backend),
+   ``overhead``: the wrapper's cost per call on tiny tensors (``benchmark.py overhead``),
    ``model-fp32``, ``model-amp``: ``tools/benchmark.py model --device cuda`` on
    full-size training steps (mmdet's plain Faster R-CNN R50-FPN, this package's DCNv2
    config, mmdet's mmcv DCN configs) on a synthetic 800x1216 batch of 2; in the order
-   the issue's tables need them most (fp32 op, fp16 op, fp32 step, bf16 op, strict
-   conv, AMP step).
+   the issue's tables need them most (fp32 op, wrapper overhead, fp16 op, fp32 step,
+   bf16 op, strict conv, AMP step).
 
 Into ``out_dir`` go ``report.md`` and ``gpu_check.json``, rewritten after every step
 (so a check cut short keeps what it did), ``environment.json``, and ``logs/<step>.log``
@@ -187,6 +188,10 @@ def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.exec
     steps += [
         _ops_step('ops-float32', 'the op, float32', python, bench, out_dir, 'float32',
                   op_repeat, 75),
+        Step('overhead', "the op wrapper's cost per call over mmcv's (tiny tensors)", [
+            python, bench, 'overhead', '--device', 'cuda', '--out-dir',
+            osp.join(out_dir, 'overhead')], 45, kind='overhead',
+            out_dir=osp.join(out_dir, 'overhead')),
         _ops_step('ops-float16', 'the op, float16', python, bench, out_dir, 'float16',
                   op_repeat, 60),
         _model_step('fp32', python, bench, root, out_dir, model_iters),
@@ -433,7 +438,7 @@ def summarize(step: Step, log_path: str) -> dict:
         counts = read_junit(osp.join(step.out_dir, 'junit.xml'))
         return dict(ok=counts['tests'] > 0 and not counts['failed'] and not counts['errors'],
                     **counts)
-    if step.kind in ('ops', 'model'):
+    if step.kind in ('ops', 'model', 'overhead'):
         with open(osp.join(step.out_dir, 'results.json')) as f:
             saved = json.load(f)
         return dict(ok=bool(saved['rows']) and not saved.get('partial'), machine=saved['machine'],
@@ -593,6 +598,7 @@ def render_report(state: dict) -> str:
     """The Markdown report of a (possibly unfinished) check."""
     from .model import model_table
     from .ops import ops_summary, ops_table
+    from .overhead import overhead_table
     env = state.get('environment') or {}
     done = state.get('finished')
     lines = [f"# GPU check: {env.get('gpu', 'GPU unknown')}, {env.get('date', state['started'])}",
@@ -623,6 +629,9 @@ def render_report(state: dict) -> str:
                       ops_table(summary['rows']), '']
             text = ops_summary(summary['rows'])
             lines += [text, ''] if text else []
+        elif summary.get('rows') and kind == 'overhead':
+            lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
+                      overhead_table(summary['rows']), '']
         elif summary.get('rows') and kind == 'model':
             lines += [f"## {r['title']}", '', f"`{summary['machine']}`", '',
                       model_table(summary['rows']), '']

@@ -22,11 +22,12 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
     ``results.png`` into ``out_dir``; return their paths.
 
     Args:
-        kind (str): ``'ops'`` (rows of :func:`~.ops.run_ops`) or ``'model'`` (rows of
-            :func:`~.model.run_model`); chooses the chart.
+        kind (str): ``'ops'`` (rows of :func:`~.ops.run_ops`), ``'model'`` (rows of
+            :func:`~.model.run_model`) or ``'overhead'`` (rows of
+            :func:`~.overhead.run_overhead`); chooses the chart.
     """
-    if kind not in ('ops', 'model'):
-        raise ValueError(f"kind: expected 'ops' or 'model', got {kind!r}")
+    if kind not in ('ops', 'model', 'overhead'):
+        raise ValueError(f"kind: expected 'ops', 'model' or 'overhead', got {kind!r}")
     os.makedirs(out_dir, exist_ok=True)
     paths = [osp.join(out_dir, f'results.{ext}') for ext in ('json', 'csv', 'png')]
     with open(paths[0], 'w') as f:
@@ -48,11 +49,15 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
                color=['tab:gray' if r['candidate'] == 'conv' else 'tab:blue' for r in rows])
         ax.set_ylabel('time / plain conv')
         ax.set_yscale('log')
-    else:
+    elif kind == 'model':
         labels = [r['variant'] for r in rows]
         values = [r['train_iter_s'] for r in rows]
         ax.bar(range(len(rows)), values)
         ax.set_ylabel('train iteration (s)')
+    else:
+        labels = [r['row'] for r in rows]
+        ax.bar(range(len(rows)), [r['us_per_call'] for r in rows])
+        ax.set_ylabel('microseconds per call')
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
     ax.set_title(machine, fontsize=8)
