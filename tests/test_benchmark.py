@@ -355,3 +355,22 @@ def test_overhead_rows_and_the_noop_backend_leaves_no_trace():
         overhead.run_overhead(number=0)
     table = overhead.overhead_table(rows)
     assert table.count('\n') == len(rows) + 1 and '| dispatch only |' in table
+
+
+def test_outputs_without_matplotlib_keep_the_numbers(tmp_path, monkeypatch):
+    """The lent GPU machine may have no matplotlib: the JSON and CSV are still written."""
+    import builtins
+
+    from mmdcn_plugin.benchmark import write_outputs
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith('matplotlib'):
+            raise ImportError('No module named matplotlib')
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+    rows = [dict(row='dispatch only', device='cpu', us_per_call=5.0)]
+    paths = write_outputs(rows, str(tmp_path), 'overhead', 'machine')
+    assert [osp.basename(p) for p in paths] == ['results.json', 'results.csv']
+    assert json.load(open(paths[0]))['rows'] == rows
+    assert not (tmp_path / 'results.png').exists()

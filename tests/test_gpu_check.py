@@ -186,7 +186,7 @@ def test_results_are_read_from_each_steps_files(tmp_path):
     assert '- failing: `tests.test_cuda::test_b`' in report
     assert '| 2,128,100,152 | plugin:auto | 2.1 | 4.2x | 2.1 | 4.2x |' in report
     assert "plugin:auto fwd: 0.95x faster than mmcv" in report
-    assert 'bbox mAP: 0.123 (passed).' in report
+    assert 'bbox mAP: 0.123 (passed; one epoch' in report
 
 
 def test_the_environment_never_asks_mmcv_for_its_build_info(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ All print a Markdown table and write ``results.csv``, ``results.json`` and a PNG
 bar chart into ``--out-dir``.  The work is done by :mod:`mmdcn_plugin.benchmark`.
 """
 import argparse
+import os
 import sys
 
 import torch
@@ -191,13 +192,13 @@ def main(argv=None):
                          synthetic=tuple(args.synthetic) if args.synthetic else None, log=log)
         table, summary = model_table(rows), ''
     # Inference rows follow the ops schema (candidate, median_ms, vs_conv).
-    write_outputs(rows, args.out_dir, 'ops' if args.inference else args.cmd, machine)
+    paths = write_outputs(rows, args.out_dir, 'ops' if args.inference else args.cmd, machine)
     print(f'<!-- {" ".join(sys.argv)} -->')
     print(f'machine: {machine}\n')
     print(table)
     if summary:
         print('\n' + summary)
-    log(f'wrote results.csv, results.json, results.png to {args.out_dir}')
+    log(f"wrote {', '.join(os.path.basename(p) for p in paths)} to {args.out_dir}")
     return 0
 
 

@@ -637,5 +637,7 @@ def render_report(state: dict) -> str:
                       model_table(summary['rows']), '']
         elif kind in ('train', 'test') and summary:
             value = summary.get('val_bbox_mAP', summary.get('test_bbox_mAP'))
-            lines += [f"## {r['title']}", '', f'bbox mAP: {value} ({r["status"]}).', '']
+            lines += [f"## {r['title']}", '', f'bbox mAP: {value} ({r["status"]}; one epoch of '
+                      'a smoke run on synthetic data: it shows the pipeline works, not '
+                      'accuracy).', '']
     return '\n'.join(lines).rstrip('\n') + '\n'

@@ -19,7 +19,7 @@ def write_partial(rows: List[dict], out_dir: str, kind: str, machine: str) -> st
 
 def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> List[str]:
     """Write ``results.json`` (with ``kind`` and ``machine``), ``results.csv`` and
-    ``results.png`` into ``out_dir``; return their paths.
+    ``results.png`` (not without matplotlib) into ``out_dir``; return their paths.
 
     Args:
         kind (str): ``'ops'`` (rows of :func:`~.ops.run_ops`), ``'model'`` (rows of
@@ -37,8 +37,11 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    # A Figure without pyplot: no global backend switch, nothing left open.
-    from matplotlib.figure import Figure
+    try:
+        # A Figure without pyplot: no global backend switch, nothing left open.
+        from matplotlib.figure import Figure
+    except ImportError:  # a bare machine (a lent GPU): the numbers matter, not the chart
+        return paths[:2]
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
     if kind == 'ops':
