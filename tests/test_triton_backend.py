@@ -157,6 +157,27 @@ def test_package_works_without_triton():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+def test_fixed_point_scale_bounds_every_sum():
+    """The deterministic input gradient's scale: a power of two that keeps the largest
+    possible sum at one entry below 2**61, and 0 (NaN gradient) for non-finite inputs."""
+    from mmdcn_plugin.ops.backends.triton.launch import FIXED_POINT_BITS, fixed_point_scale
+    from mmdcn_plugin.ops.checks import check_deform_conv2d_args
+    problem = _cast(make_problem(), torch.float32, 'cpu')
+    geo = check_deform_conv2d_args(problem['input'], problem['offset'], problem['weight'],
+                                   problem['bias'], problem['stride'],
+                                   problem['padding'], problem['dilation'], problem['mask'])
+    grad_out = torch.randn(2, 6, *geo.out_size)
+    scale = fixed_point_scale(grad_out, problem['weight'], problem['mask'], geo).item()
+    assert scale > 0 and scale == 2.0 ** round(torch.log2(torch.tensor(scale)).item())
+    bound = (grad_out.abs().sum(1).max() * problem['weight'].abs().max()
+             * problem['mask'].abs().max() * geo.out_size[0] * geo.out_size[1]
+             * geo.kernel[0] * geo.kernel[1]).item()
+    assert 2.0 ** (FIXED_POINT_BITS - 1) <= bound * scale <= 2.0 ** FIXED_POINT_BITS
+    grad_out[0, 0, 0, 0] = float('inf')
+    assert fixed_point_scale(grad_out, problem['weight'], problem['mask'], geo).item() == 0
+
+
 @pytest.mark.skipif(INTERPRETING or ON_GPU, reason='the kernel tests run in this process')
 @pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
 def test_kernels_under_the_interpreter(request):
@@ -386,8 +407,9 @@ def _compile_for(kernel_name, dtype, capability, **overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_TRITON or INTERPRETING,
-                    reason='needs Triton, outside the interpreter')
+@pytest.mark.skipif(not HAS_TRITON or INTERPRETING or ON_GPU,
+                    reason='needs Triton outside the interpreter; on a GPU the tests above '
+                           'compile the kernels for real')
 @pytest.mark.parametrize('dtype', ['fp16', 'bf16', 'fp32'])
 def test_kernels_compile_for_hopper_on_the_tensor_cores(dtype):
     """Every kernel compiles for sm_90 and multiplies with wgmma (TF32 for fp32), the

@@ -49,7 +49,8 @@ def channel_block(geo: DeformGeometry, cap: int) -> int:
 
 
 # Tiles to use instead of :func:`choose_tiles`'s, per kernel ('forward', 'data',
-# 'weight'): for sweeping configurations on a GPU without editing this file.
+# 'weight'): for sweeping configurations on a GPU without editing this file
+# (``python -m mmdcn_plugin.ops.backends.triton.tune`` does).
 TILE_OVERRIDES: Dict[str, Tiles] = {}
 
 
@@ -63,10 +64,10 @@ def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
     channel block stays at 32 (16 in the input-gradient kernel, which also holds
     the gradient tile).  Not yet timed on a GPU: see :data:`TILE_OVERRIDES`.
     """
-    if INTERPRETED:
-        return Tiles(32, 16, 16, 1, 1)
     if kernel in TILE_OVERRIDES:
         return TILE_OVERRIDES[kernel]
+    if INTERPRETED:
+        return Tiles(32, 16, 16, 1, 1)
     og = geo.out_channels // geo.groups
     half = dtype in (torch.float16, torch.bfloat16)
     if kernel == 'forward':
