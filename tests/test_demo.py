@@ -23,8 +23,7 @@ def _demo(tmp_path):
         [sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--data-root',
          str(tmp_path / 'data'), '--work-dir', str(tmp_path / 'work'), '--num-images', '2',
          '--cfg-options', *opts],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, PYTHONPATH=ROOT))
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
 

@@ -47,7 +47,7 @@ def _options(data, max_epochs, deterministic=False, log_every_iter=False):
 
 
 def _env():
-    return dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    return dict(os.environ, OMP_NUM_THREADS='1')
 
 
 def _train(args, cwd, timeout=600):
