@@ -157,8 +157,8 @@ def run_infer_ops(shapes: Sequence[str] = ('c3', 'c4', 'c5'), threads: int = 2,
                                           measure=measure)
             for cand, med in medians.items():
                 rows.append(dict(shape=name, nchw='x'.join(map(str, shape)), mode='infer',
-                                 candidate=cand, median_ms=round(med * 1e3, 3),
-                                 vs_conv=round(med / medians['conv'], 3),
+                                 candidate=cand, median_ms=round(med * 1e3, 2),
+                                 vs_conv=round(med / medians['conv'], 2),
                                  max_abs_err=errors.get(cand, '')))
     return rows
 
@@ -211,7 +211,7 @@ def run_model_infer(config: str, baseline: Optional[str] = None, also: Sequence[
                                           measure=measure)
     base = medians['baseline']
     return [dict(shape=what, nchw='x'.join(map(str, x.shape)), mode='infer', candidate=name,
-                 median_ms=round(med * 1e3, 2), vs_conv=round(med / base, 3))
+                 median_ms=round(med * 1e3, 1), vs_conv=round(med / base, 3))
             for name, med in medians.items()]
 
 
