@@ -374,3 +374,16 @@ def test_outputs_without_matplotlib_keep_the_numbers(tmp_path, monkeypatch):
     assert [osp.basename(p) for p in paths] == ['results.json', 'results.csv']
     assert json.load(open(paths[0]))['rows'] == rows
     assert not (tmp_path / 'results.png').exists()
+
+
+def test_mmcv_is_not_called_in_a_dtype_it_has_no_kernels_for():
+    """With the source-built mmcv of issue 24 the error mmcv would raise for bfloat16
+    can end the process: the candidate is not called, and its row says why."""
+    calls = []
+    rows = run_ops(shapes=['c5'], dtype='bfloat16', repeat=1, warmup=0,
+                   measure=scripted_measure({'conv': [0.001]}, calls),
+                   available={'conv': named('conv', calls), 'mmcv': named('mmcv', calls)})
+    assert 'mmcv' not in calls
+    mmcv_rows = [r for r in rows if r['candidate'] == 'mmcv']
+    assert len(mmcv_rows) == 2 and all('not called' in r['error'] for r in mmcv_rows)
+    assert all(r['dtype'] == 'bfloat16' for r in rows)

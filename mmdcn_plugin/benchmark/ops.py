@@ -34,6 +34,14 @@ MODES = ('fwd', 'fwd+bwd')
 
 Candidate = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
+# Candidates not called at all for a (device type, dtype): mmcv's kernels are not built for
+# these dtypes, and with a source-built mmcv (issue 24) the error message it would build
+# may end the process instead of raising.  They get a row saying so.
+NOT_RUN = {('mmcv', 'cuda', 'bfloat16'): "mmcv has no bfloat16 kernels (not called: with a "
+                                         'source-built mmcv its error can end the process)',
+           ('mmcv', 'cpu', 'bfloat16'): 'mmcv has no bfloat16 CPU kernels (not called)',
+           ('mmcv', 'cpu', 'float16'): 'mmcv has no float16 CPU kernels (not called)'}
+
 
 def _no_log(msg: str) -> None:
     pass
@@ -277,13 +285,16 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
                              f'got {unknown}')
         cands = {k: v for k, v in cands.items() if k in candidates or k == 'conv'}
     measure = measure_for(device) if measure is None else measure
+    skipped = {name: NOT_RUN[(name, torch.device(device).type, dtype)] for name in cands
+               if (name, torch.device(device).type, dtype) in NOT_RUN}
+    cands = {k: v for k, v in cands.items() if k not in skipped}
     rows = []
     with _conv_tf32(False if strict_fp32_conv else None):
         for shape_name in shape_names:
             shape = OP_SHAPES[shape_name]
             inputs = make_op_inputs(shape, device, DTYPES[dtype])
             for mode in MODES:
-                errors: Dict[str, str] = {}
+                errors: Dict[str, str] = dict(skipped)
                 runs = {name: op_run(fn, inputs, mode) for name, fn in cands.items()}
                 times = interleaved_times(runs, repeat, warmup, log,
                                           f'[ops] {shape_name} {mode}: ', measure=measure,
@@ -292,7 +303,7 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
                     raise RuntimeError(f"the plain conv failed at {shape_name} {mode}: "
                                        f"{errors['conv']}")
                 conv = statistics.median(times['conv'])
-                for name in cands:
+                for name in list(cands) + list(skipped):
                     row = dict(shape=shape_name, nchw='x'.join(map(str, shape)), mode=mode,
                                candidate=name, device=device, dtype=dtype,
                                tf32=_tf32_note(name, device, dtype))
