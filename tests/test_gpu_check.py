@@ -237,6 +237,10 @@ def test_default_steps_run_the_right_commands_on_files_that_exist(tmp_path):
     steps = gpu_check.default_steps(ROOT, str(tmp_path / 'out'), str(tmp_path / 'work'),
                                     tests=['tests/test_cuda.py', 'tests/test_not_yet.py'])
     assert 'tests/test_not_yet.py' not in steps[1].argv and 'tests/test_cuda.py' in steps[1].argv
+    # None there at all: the step fails and says so (pytest alone would run the whole suite).
+    steps = gpu_check.default_steps(ROOT, str(tmp_path / 'out'), str(tmp_path / 'work'),
+                                    tests=['tests/test_not_yet.py'])
+    assert 'pytest' not in steps[1].argv and 'no test files found' in steps[1].argv[-1]
     bench = load_tool('benchmark')
     for name in ('ops-float32', 'ops-float16', 'ops-bfloat16', 'ops-float32-strict-conv'):
         args = bench.parse_args(by[name].argv[2:])
