@@ -133,8 +133,11 @@ def _model_step(precision: str, python: str, tool: str, root: str, out_dir: str,
         '--also', *MMDET_DCN_CONFIGS, '--device', 'cuda',
         *(['--amp'] if precision == 'amp' else []), '--synthetic', '800', '1216',
         '--batch-size', '2', '--iters', str(iters), '--warmup', '2',
-        # No download on the machine: random initial weights.
-        '--cfg-options', 'model.backbone.init_cfg=None', '--out-dir', step_dir],
+        # No download on the machine: random initial weights.  Learning rate 0: the
+        # same work in every step (the optimiser still runs), and random weights cannot
+        # diverge into NaN boxes half-way through the timing.
+        '--cfg-options', 'model.backbone.init_cfg=None', 'optim_wrapper.optimizer.lr=0.0',
+        '--out-dir', step_dir],
         100, kind='model', out_dir=step_dir)
 
 
