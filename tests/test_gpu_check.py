@@ -305,10 +305,12 @@ def _fake_checkout(tmp_path, kit=True):
         (root / '.gpu-kit').mkdir()
         (root / '.gpu-kit' / 'setup.sh').write_text('echo "gpu-kit: installed"\n'
                                                     'export KIT_MARK=1\n')
+        (root / '.gpu-kit' / 'COMMIT').write_text('abc123+dirty\n')
     (root / 'setup.py').write_text('import sys; print("building", sys.argv[1:])\n')
     (root / 'tools' / 'gpu_check.py').write_text(
         'import json, os, sys\n'
-        'json.dump(dict(argv=sys.argv[1:], kit=os.environ.get("KIT_MARK")), '
+        'json.dump(dict(argv=sys.argv[1:], kit=os.environ.get("KIT_MARK"), '
+        'commit=os.environ.get("MMDCN_GIT_COMMIT")), '
         'open(os.environ["RECORD"], "w"))\nsys.exit(3)\n')
     return root
 
@@ -317,6 +319,7 @@ def test_device_script_installs_the_kit_builds_and_runs_the_check(tmp_path):
     root = _fake_checkout(tmp_path)
     env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(tmp_path / 'record.json'),
                PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    env.pop('MMDCN_GIT_COMMIT', None)
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_device_run.sh'), '--steps',
                            'ops-float32'], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -327,6 +330,7 @@ def test_device_script_installs_the_kit_builds_and_runs_the_check(tmp_path):
     assert argv[:2] == ['--out-dir', dest] and argv[2] == '--budget-s'
     assert 400 < int(argv[3]) <= 450 and argv[4:] == ['--steps', 'ops-float32']
     assert record['kit'] == '1'  # the kit was sourced, not run in a subshell
+    assert record['commit'] == 'abc123+dirty'  # from .gpu-kit/COMMIT: the copy has no .git
     logs = tmp_path / 'out' / 'gpu-check' / 'logs'
     assert 'gpu-kit: installed' in (logs / 'kit.log').read_text()
     assert "building ['build_ext', '--inplace']" in (logs / 'build_ext.log').read_text()

@@ -2,7 +2,10 @@
 # The one script a session with a lent GPU passes to the device tool (docs/gpu/README.md):
 #
 #     carry: [".gpu-kit"]      timeout_s: 500
-#     command: MMDCN_GIT_COMMIT=<sha of HEAD> bash tools/gpu_device_run.sh
+#     command: bash tools/gpu_device_run.sh
+#
+# The copied tree has no .git: write the commit into the kit first,
+#     git rev-parse HEAD > .gpu-kit/COMMIT   (or set MMDCN_GIT_COMMIT in the command).
 #
 # In one call of at most 8 minutes it installs the GPU kit (.gpu-kit, a copy of
 # ../shared/device), builds this package's C++ extension with the system compiler, and
@@ -29,6 +32,11 @@ if ! . .gpu-kit/setup.sh > "$DEST/logs/kit.log" 2>&1; then
     exit 2
 fi
 cat "$DEST/logs/kit.log"
+
+if [ -z "${MMDCN_GIT_COMMIT:-}" ] && [ -f .gpu-kit/COMMIT ]; then
+    MMDCN_GIT_COMMIT=$(head -n 1 .gpu-kit/COMMIT)
+    export MMDCN_GIT_COMMIT
+fi
 
 # The system compiler: the machine's default gcc links libstdc++ into an extension
 # statically, and two copies of libstdc++ in one process break C++ string streams
