@@ -30,7 +30,7 @@ from .sampling import (corner_mask, load_corner, mma, pixel_rows, sample_columns
 
 
 @triton.jit
-def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, chan, c, c_ok,
+def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, c, c_ok,
             gcols, gm, weight, scale, NEED_VALUES: tl.constexpr, NEED_INPUT: tl.constexpr,
             FIXED_POINT: tl.constexpr):
     """One bilinear corner of a ``[BLOCK_P, BLOCK_C]`` tile, consumed at once.
@@ -41,16 +41,17 @@ def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, ch
     """
     total = tl.zeros(weight.shape, dtype=tl.float32)
     if NEED_VALUES:
-        v = load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, chan, c_ok)
+        v = load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, c, c_ok)
         total = tl.sum(gcols * v, axis=1)
     if NEED_INPUT:
         ptrs = gx_ptr + (gpix + yi * s_gh + xi * s_gw)[:, None] + c[None, :]
         ok = inside[:, None] & c_ok[None, :]
         val = gm * weight[:, None]
         if FIXED_POINT:
-            tl.atomic_add(ptrs, tl.floor(val * scale + 0.5).to(tl.int64), mask=ok)
+            tl.atomic_add(ptrs, tl.floor(val * scale + 0.5).to(tl.int64), mask=ok,
+                          sem='relaxed')
         else:
-            tl.atomic_add(ptrs, val, mask=ok)
+            tl.atomic_add(ptrs, val, mask=ok, sem='relaxed')  # a sum needs no ordering
     return total
 
 
@@ -58,7 +59,7 @@ def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, ch
 def deform_conv_backward_data_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, gy_ptr, gx_ptr, goff_ptr, gmsk_ptr, scale_ptr,
         ROWS, P, W_OUT, H, W, CG, OG, CPDG,
-        s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+        s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
         s_wo, s_wc, s_wh, s_ww, s_yn, s_yc, s_yh, s_yw, s_gn, s_gh, s_gw,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
@@ -124,14 +125,13 @@ def deform_conv_backward_data_kernel(
                              mask=o_ok[:, None] & in_gr[None, :], other=0.0)
                 gcols = mma(gout, wt, gcols, PRECISION, DOT_UPCAST)
         gm = gcols * m[:, None]
-        chan = c * s_xc
-        s00 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x0, in00, s_xh, s_xw, s_gh, s_gw, chan, c,
+        s00 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x0, in00, s_xh, s_xw, s_gh, s_gw, c,
                        c_ok, gcols, gm, hy * hx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
-        s01 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x1, in01, s_xh, s_xw, s_gh, s_gw, chan, c,
+        s01 += _corner(x_ptr, gx_ptr, pix, gpix, y0, x1, in01, s_xh, s_xw, s_gh, s_gw, c,
                        c_ok, gcols, gm, hy * lx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
-        s10 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x0, in10, s_xh, s_xw, s_gh, s_gw, chan, c,
+        s10 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x0, in10, s_xh, s_xw, s_gh, s_gw, c,
                        c_ok, gcols, gm, ly * hx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
-        s11 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x1, in11, s_xh, s_xw, s_gh, s_gw, chan, c,
+        s11 += _corner(x_ptr, gx_ptr, pix, gpix, y1, x1, in11, s_xh, s_xw, s_gh, s_gw, c,
                        c_ok, gcols, gm, ly * lx, scale, NEED_VALUES, NEED_INPUT, FIXED_POINT)
     GK = tl.num_programs(1) * KHW
     if NEED_OFFSET:
@@ -148,7 +148,7 @@ def deform_conv_backward_data_kernel(
 def deform_conv_backward_weight_kernel(
         x_ptr, off_ptr, msk_ptr, gy_ptr, part_ptr,
         ROWS, ROWS_PER_SPLIT, SPLIT_STRIDE, P, W_OUT, H, W, CG, OG, CPDG,
-        s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+        s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
         s_yn, s_yc, s_yh, s_yw,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
@@ -183,7 +183,7 @@ def deform_conv_backward_weight_kernel(
         cols = sample_columns(
             x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
             c_first, c_last, CPDG, KHW, H, W,
-            s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+            s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
             stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C)
         gout_t = tl.load(gy_ptr + (n * s_yn + oy * s_yh + ox * s_yw)[None, :]
                          + o[:, None] * s_yc,

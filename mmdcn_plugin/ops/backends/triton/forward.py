@@ -23,7 +23,7 @@ INTERPRETED = bool(triton.knobs.runtime.interpret)
 def deform_conv_forward_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, b_ptr, out_ptr,
         ROWS, P, W_OUT, H, W, CG, OG, CPDG,
-        s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+        s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
         s_wo, s_wc, s_wh, s_ww, s_yn, s_yc, s_yp,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -31,7 +31,7 @@ def deform_conv_forward_kernel(
         PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
     """One ``[BLOCK_P, BLOCK_O]`` tile of the output of conv group ``program_id(2)``.
 
-    ``x``: Tensor[N, C, H, W] (any strides; channels-last reads best), ``off``:
+    ``x``: Tensor[N, C, H, W] channels-last (channel stride 1), ``off``:
     Tensor[N, 2*G*K, H_out, W_out], ``msk``: Tensor[N, G*K, H_out, W_out] (unused
     without ``HAS_MASK``), ``w``: Tensor[C_out, C/groups, KH, KW], ``b``: Tensor[C_out],
     ``out``: Tensor[N, C_out, P] by the strides ``s_y*``.  ``CG``/``OG``: input/output
@@ -54,7 +54,7 @@ def deform_conv_forward_kernel(
             cols = sample_columns(
                 x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
                 c_first, c_last, CPDG, KH * KW, H, W,
-                s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+                s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
                 stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C)
             wt = tl.load(w_rows + cl[:, None] * s_wc + i * s_wh + j * s_ww,
                          mask=c_ok[:, None] & o_ok[None, :], other=0.0)

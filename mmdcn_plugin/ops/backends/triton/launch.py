@@ -117,6 +117,13 @@ def channels_last(input: Tensor) -> Tensor:
     return input.contiguous(memory_format=torch.channels_last)
 
 
+def _image_strides(x: Tensor) -> Tuple[int, int, int]:
+    """(n, h, w) strides of a channels-last input; its channel stride is 1, which the
+    kernels assume (one channel only: any stride, never multiplied by a non-zero index)."""
+    assert x.stride(1) == 1 or x.shape[1] == 1, x.stride()
+    return x.stride(0), x.stride(2), x.stride(3)
+
+
 def output_channels_last(weight: Tensor) -> Tensor:
     """Tensor[C_out, C/groups, KH, KW] stored as [KH, KW, C/groups, C_out].
 
@@ -145,7 +152,7 @@ def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tenso
         x, offset, msk, weight, bias if bias is not None else out, out,
         rows, p, w_out, geo.height, geo.width, geo.in_channels // geo.groups, og,
         geo.in_channels // geo.deform_groups,
-        *x.stride(), *offset.stride(), *s_m, *weight.stride(), out.stride(0), out.stride(1), 1,
+        *_image_strides(x), *offset.stride(), *s_m, *weight.stride(), out.stride(0), out.stride(1), 1,
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         HAS_BIAS=bias is not None, BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
@@ -211,7 +218,7 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
             goff if goff is not None else dummy, gmsk if gmsk is not None else dummy, scale,
             rows, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
             c // geo.deform_groups,
-            *x.stride(), *offset.stride(), *s_m, *weight.stride(), *grad_out.stride(),
+            *_image_strides(x), *offset.stride(), *s_m, *weight.stride(), *grad_out.stride(),
             h * w * c, w * c, c,
             *_geometry_args(geo),
             KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
@@ -270,7 +277,7 @@ def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_
         x, offset, msk, grad_out, part,
         rows, rows_per_split, geo.out_channels * cg * khw, p, w_out, geo.height, geo.width,
         cg, og, c // geo.deform_groups,
-        *x.stride(), *offset.stride(), *s_m, *grad_out.stride(),
+        *_image_strides(x), *offset.stride(), *s_m, *grad_out.stride(),
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,

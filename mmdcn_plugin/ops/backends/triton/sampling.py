@@ -67,20 +67,21 @@ def corner_mask(yi, xi, valid, H, W):
 
 
 @triton.jit
-def load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, chan, chan_ok):
+def load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, c, c_ok):
     """``[BLOCK_P, BLOCK_C]`` fp32 values of one corner (0 where ``inside`` is false).
 
-    ``pix`` is the int64 address of each row's image, ``chan`` the channels' address
-    offsets (``c * s_xc``).
+    ``pix`` is the int64 address of each row's image, ``c`` the channels: the input is
+    channels-last with channel stride 1, so a row's channels are contiguous (and the
+    compiler can vectorise the gather).
     """
-    ptrs = x_ptr + (pix + yi * s_xh + xi * s_xw)[:, None] + chan[None, :]
-    return tl.load(ptrs, mask=inside[:, None] & chan_ok[None, :], other=0.0).to(tl.float32)
+    ptrs = x_ptr + (pix + yi * s_xh + xi * s_xw)[:, None] + c[None, :]
+    return tl.load(ptrs, mask=inside[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
 
 
 @triton.jit
 def sample_columns(x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, c, c_ok,
                    c_first, c_last, CPDG, KHW, H, W,
-                   s_xn, s_xc, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+                   s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
                    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
                    HAS_MASK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """The columns of tap ``k`` for a tile: ``[BLOCK_P, BLOCK_C]`` fp32, mask applied.
@@ -91,7 +92,6 @@ def sample_columns(x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, c, c_ok,
     """
     cols = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     pix = n * s_xn
-    chan = c * s_xc
     for g in range(c_first // CPDG, c_last // CPDG + 1):
         y0, x0, ly, lx, valid, m = tap_point(
             off_ptr, msk_ptr, n, oy, ox, row_ok, i, j, 2 * (g * KHW + k), g * KHW + k, H, W,
@@ -103,16 +103,16 @@ def sample_columns(x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, c, c_ok,
         hy = (1.0 - ly) * m
         ly = ly * m
         v = load_corner(x_ptr, pix, y0, x0, corner_mask(y0, x0, valid, H, W), s_xh, s_xw,
-                        chan, in_g)
+                        c, in_g)
         cols += (hy * (1.0 - lx))[:, None] * v
         v = load_corner(x_ptr, pix, y0, x1, corner_mask(y0, x1, valid, H, W), s_xh, s_xw,
-                        chan, in_g)
+                        c, in_g)
         cols += (hy * lx)[:, None] * v
         v = load_corner(x_ptr, pix, y1, x0, corner_mask(y1, x0, valid, H, W), s_xh, s_xw,
-                        chan, in_g)
+                        c, in_g)
         cols += (ly * (1.0 - lx))[:, None] * v
         v = load_corner(x_ptr, pix, y1, x1, corner_mask(y1, x1, valid, H, W), s_xh, s_xw,
-                        chan, in_g)
+                        c, in_g)
         cols += (ly * lx)[:, None] * v
     return cols
 
