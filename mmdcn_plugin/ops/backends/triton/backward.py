@@ -25,7 +25,7 @@ partial sums are added afterwards in a fixed order.
 import triton
 import triton.language as tl
 
-from .sampling import (corner_mask, load_corner, mma, pixel_rows, sample_columns,
+from .sampling import (corner_mask, load_corner, mma, pixel_tile, sample_columns,
                        tap_point)
 
 
@@ -58,18 +58,18 @@ def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, c,
 @triton.jit
 def deform_conv_backward_data_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, gy_ptr, gx_ptr, goff_ptr, gmsk_ptr, scale_ptr,
-        ROWS, P, W_OUT, H, W, CG, OG, CPDG,
-        s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
-        s_wo, s_wc, s_wh, s_ww, s_yn, s_yc, s_yh, s_yw, s_gn, s_gh, s_gw,
+        PB, P, W_OUT, H, W, CG, OG, CPDG,
+        s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
+        s_wo, s_wc, s_wh, s_ww, s_yn, s_yc, s_gn, s_gh, s_gw,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
         NEED_INPUT: tl.constexpr, NEED_OFFSET: tl.constexpr, NEED_MASK: tl.constexpr,
         FIXED_POINT: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
         PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
-    """Grid ``(cdiv(N * P, BLOCK_P), G, KH * KW)``.
+    """Grid ``(N * PB, G, KH * KW)`` (``PB = cdiv(P, BLOCK_P)`` pixel tiles per image).
 
-    ``gy``: grad_out, Tensor[N, C_out, H_out, W_out] (strides ``s_y*``); ``gx``:
+    ``gy``: grad_out, Tensor[N, C_out, H_out, W_out] with pixel stride 1; ``gx``:
     channels-last Tensor[N, H, W, C] of fp32 (int64 with ``FIXED_POINT``), channel
     stride 1; ``goff``/``gmsk``: contiguous like ``off``/``msk``, fp32;
     ``scale_ptr``: the fixed-point scale (fp32 scalar tensor).
@@ -79,10 +79,10 @@ def deform_conv_backward_data_kernel(
     i = k // KW
     j = k % KW
     KHW = KH * KW
-    row_ok, n, p, oy, ox = pixel_rows(tl.program_id(0) * BLOCK_P, ROWS, P, W_OUT, BLOCK_P)
+    row_ok, n, p, oy, ox = pixel_tile(tl.program_id(0), PB, P, W_OUT, BLOCK_P)
     y0, x0, ly, lx, valid, m = tap_point(
-        off_ptr, msk_ptr, n, oy, ox, row_ok, i, j, 2 * (g * KHW + k), g * KHW + k, H, W,
-        s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+        off_ptr, msk_ptr, n, p, oy, ox, row_ok, i, j, 2 * (g * KHW + k), g * KHW + k, H, W,
+        s_on, s_oc, s_mn, s_mc,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK)
     y1 = y0 + 1
     x1 = x0 + 1
@@ -94,7 +94,7 @@ def deform_conv_backward_data_kernel(
     hx = 1.0 - lx
     pix = n * s_xn
     gpix = n * s_gn
-    gy_rows = gy_ptr + n * s_yn + oy * s_yh + ox * s_yw
+    gy_rows = gy_ptr + n * s_yn + p
     NEED_VALUES: tl.constexpr = NEED_OFFSET or NEED_MASK
     scale = 1.0
     if FIXED_POINT:
@@ -147,9 +147,8 @@ def deform_conv_backward_data_kernel(
 @triton.jit
 def deform_conv_backward_weight_kernel(
         x_ptr, off_ptr, msk_ptr, gy_ptr, part_ptr,
-        ROWS, ROWS_PER_SPLIT, SPLIT_STRIDE, P, W_OUT, H, W, CG, OG, CPDG,
-        s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
-        s_yn, s_yc, s_yh, s_yw,
+        TILES, TILES_PER_SPLIT, SPLIT_STRIDE, PB, P, W_OUT, H, W, CG, OG, CPDG,
+        s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc, s_yn, s_yc,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -157,8 +156,8 @@ def deform_conv_backward_weight_kernel(
     """Grid ``(cdiv(OG, BLOCK_O) * cdiv(CG, BLOCK_C), groups * KH * KW, splits)``.
 
     ``part``: contiguous fp32 Tensor[splits, C_out, CG, KH * KW], one partial
-    weight gradient per split of ``ROWS_PER_SPLIT`` pixel rows (a multiple of
-    ``BLOCK_P``); ``SPLIT_STRIDE = C_out * CG * KH * KW``.
+    weight gradient per split of ``TILES_PER_SPLIT`` of the ``TILES = N * PB`` pixel
+    tiles; ``SPLIT_STRIDE = C_out * CG * KH * KW``.
     """
     KHW = KH * KW
     n_cb = tl.cdiv(CG, BLOCK_C)
@@ -176,17 +175,15 @@ def deform_conv_backward_weight_kernel(
     c_first = gr * CG + c0
     c_last = gr * CG + tl.minimum(c0 + BLOCK_C, CG) - 1
     acc = tl.zeros([BLOCK_O, BLOCK_C], dtype=tl.float32)
-    start = split * ROWS_PER_SPLIT
-    stop = tl.minimum(start + ROWS_PER_SPLIT, ROWS)
-    for r0 in range(start, stop, BLOCK_P):
-        row_ok, n, p, oy, ox = pixel_rows(r0, stop, P, W_OUT, BLOCK_P)
+    start = split * TILES_PER_SPLIT
+    for t in range(start, tl.minimum(start + TILES_PER_SPLIT, TILES)):
+        row_ok, n, p, oy, ox = pixel_tile(t, PB, P, W_OUT, BLOCK_P)
         cols = sample_columns(
-            x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
+            x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
             c_first, c_last, CPDG, KHW, H, W,
-            s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+            s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
             stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C)
-        gout_t = tl.load(gy_ptr + (n * s_yn + oy * s_yh + ox * s_yw)[None, :]
-                         + o[:, None] * s_yc,
+        gout_t = tl.load(gy_ptr + n * s_yn + p[None, :] + o[:, None] * s_yc,
                          mask=o_ok[:, None] & row_ok[None, :], other=0.0)
         acc = mma(gout_t, cols.to(gout_t.dtype), acc, PRECISION, DOT_UPCAST)
     ptrs = (part_ptr + split.to(tl.int64) * SPLIT_STRIDE

@@ -105,11 +105,21 @@ def _geometry_args(geo: DeformGeometry) -> Tuple[int, ...]:
             geo.dilation[1])
 
 
+def planes(t: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+    """``t`` (Tensor[N, C, H_out, W_out]) with contiguous pixels, and its (n, c) strides.
+
+    The kernels read tiles of consecutive pixels of one image and channel (pixel stride
+    1, so those reads vectorise); offset, mask and grad_out usually are already.
+    """
+    t = t.contiguous()
+    return t, (t.stride(0), t.stride(1))
+
+
 def _mask_args(mask: Optional[Tensor], offset: Tensor):
-    """The mask and its strides; without one, the offset stands in (never read)."""
+    """The mask and its (n, c) strides; without one, the offset stands in (never read)."""
     if mask is None:
-        return offset, (0, 0, 0, 0)
-    return mask, mask.stride()
+        return offset, (0, 0)
+    return planes(mask)
 
 
 def channels_last(input: Tensor) -> Tensor:
@@ -139,20 +149,22 @@ def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tenso
     n, c_out = geo.batch, geo.out_channels
     h_out, w_out = geo.out_size
     out = torch.empty(n, c_out, h_out, w_out, dtype=input.dtype, device=input.device)
-    rows, p = n * h_out * w_out, h_out * w_out
-    if rows == 0:
+    p = h_out * w_out
+    if n == 0:
         return out
     x = channels_last(input)
     weight = output_channels_last(weight)
+    offset, s_o = planes(offset)
     msk, s_m = _mask_args(mask, offset)
     og = c_out // geo.groups
     t = choose_tiles(geo, input.dtype, 'forward')
-    grid = (_cdiv(rows, t.block_p), _cdiv(og, t.block_o), geo.groups)
+    pb = _cdiv(p, t.block_p)
+    grid = (n * pb, _cdiv(og, t.block_o), geo.groups)
     deform_conv_forward_kernel[grid](
         x, offset, msk, weight, bias if bias is not None else out, out,
-        rows, p, w_out, geo.height, geo.width, geo.in_channels // geo.groups, og,
+        pb, p, w_out, geo.height, geo.width, geo.in_channels // geo.groups, og,
         geo.in_channels // geo.deform_groups,
-        *_image_strides(x), *offset.stride(), *s_m, *weight.stride(), out.stride(0), out.stride(1), 1,
+        *_image_strides(x), *s_o, *s_m, *weight.stride(), out.stride(0), out.stride(1),
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         HAS_BIAS=bias is not None, BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
@@ -195,7 +207,7 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
     """
     n, c, h, w = geo.batch, geo.in_channels, geo.height, geo.width
     h_out, w_out = geo.out_size
-    rows, p = n * h_out * w_out, h_out * w_out
+    p = h_out * w_out
     gk = geo.deform_groups * geo.kernel[0] * geo.kernel[1]
     need_mask = need_mask and mask is not None
     dev = input.device
@@ -206,19 +218,22 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
     gmsk = torch.zeros(n, gk, h_out, w_out, **f32) if need_mask else None
     scale = (fixed_point_scale(grad_out, weight, mask, geo) if need_input and deterministic
              else torch.ones(1, **f32))
-    if rows > 0 and (need_input or need_offset or need_mask):
+    if n > 0 and (need_input or need_offset or need_mask):
         x = channels_last(input)
         weight = output_channels_last(weight)
+        offset, s_o = planes(offset)
         msk, s_m = _mask_args(mask, offset)
+        grad_out, s_y = planes(grad_out)
         dummy = scale  # stands in for the buffers that are not written
         t = choose_tiles(geo, input.dtype, 'data')
-        grid = (_cdiv(rows, t.block_p), geo.deform_groups, geo.kernel[0] * geo.kernel[1])
+        pb = _cdiv(p, t.block_p)
+        grid = (n * pb, geo.deform_groups, geo.kernel[0] * geo.kernel[1])
         deform_conv_backward_data_kernel[grid](
             x, offset, msk, weight, grad_out, gx if gx is not None else dummy,
             goff if goff is not None else dummy, gmsk if gmsk is not None else dummy, scale,
-            rows, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
+            pb, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
             c // geo.deform_groups,
-            *_image_strides(x), *offset.stride(), *s_m, *weight.stride(), *grad_out.stride(),
+            *_image_strides(x), *s_o, *s_m, *weight.stride(), *s_y,
             h * w * c, w * c, c,
             *_geometry_args(geo),
             KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
@@ -236,21 +251,20 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
             gmsk.to(mask.dtype) if gmsk is not None else None)
 
 
-def weight_splits(geo: DeformGeometry, t: Tiles, rows: int, device: torch.device) -> int:
-    """How many slices of the pixel rows the weight gradient is split into.
+def weight_splits(geo: DeformGeometry, t: Tiles, tiles: int, device: torch.device) -> int:
+    """How many slices of the ``tiles`` pixel tiles the weight gradient is split into.
 
     Enough programs to fill the GPU (about four per multiprocessor); each split adds
     one fp32 weight-sized partial sum.  Two under the interpreter, so the tests cover
     the reduction over splits.
     """
-    row_blocks = _cdiv(rows, t.block_p)
     if INTERPRETED or device.type != 'cuda':
-        return min(2, row_blocks)
+        return min(2, tiles)
     og, cg = geo.out_channels // geo.groups, geo.in_channels // geo.groups
     programs = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c) * geo.groups
                 * geo.kernel[0] * geo.kernel[1])
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(row_blocks, _cdiv(4 * sms, programs)))
+    return max(1, min(tiles, _cdiv(4 * sms, programs)))
 
 
 def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_out: Tensor,
@@ -258,26 +272,30 @@ def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_
     """Tensor[C_out, C_in / groups, KH, KW] in fp32 (the caller casts)."""
     n, c = geo.batch, geo.in_channels
     h_out, w_out = geo.out_size
-    rows, p = n * h_out * w_out, h_out * w_out
+    p = h_out * w_out
     khw = geo.kernel[0] * geo.kernel[1]
     cg, og = c // geo.groups, geo.out_channels // geo.groups
-    if rows == 0:
+    if n == 0:
         return torch.zeros(geo.out_channels, cg, *geo.kernel, dtype=torch.float32,
                            device=input.device)
     t = choose_tiles(geo, input.dtype, 'weight')
-    splits = weight_splits(geo, t, rows, input.device)
-    rows_per_split = _cdiv(_cdiv(rows, splits), t.block_p) * t.block_p
-    splits = _cdiv(rows, rows_per_split)
+    pb = _cdiv(p, t.block_p)
+    tiles = n * pb
+    splits = weight_splits(geo, t, tiles, input.device)
+    tiles_per_split = _cdiv(tiles, splits)
+    splits = _cdiv(tiles, tiles_per_split)
     part = torch.empty(splits, geo.out_channels, cg, khw, dtype=torch.float32,
                        device=input.device)
     x = channels_last(input)
+    offset, s_o = planes(offset)
     msk, s_m = _mask_args(mask, offset)
+    grad_out, s_y = planes(grad_out)
     grid = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c), geo.groups * khw, splits)
     deform_conv_backward_weight_kernel[grid](
         x, offset, msk, grad_out, part,
-        rows, rows_per_split, geo.out_channels * cg * khw, p, w_out, geo.height, geo.width,
-        cg, og, c // geo.deform_groups,
-        *_image_strides(x), *offset.stride(), *s_m, *grad_out.stride(),
+        tiles, tiles_per_split, geo.out_channels * cg * khw, pb, p, w_out, geo.height,
+        geo.width, cg, og, c // geo.deform_groups,
+        *_image_strides(x), *s_o, *s_m, *s_y,
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,

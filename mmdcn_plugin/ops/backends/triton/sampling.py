@@ -12,8 +12,8 @@ The rules are mmcv's, restated for the kernels (the Python definition is
 * corners are ``floor(y)`` and ``floor(y) + 1`` (likewise in x); a corner outside the
   image reads 0.  Coordinates are float32 whatever the input dtype.
 
-Tiles: a row of a tile is one output pixel ``r = n * P + p`` of the flattened batch
-(``P = H_out * W_out``), a column one input channel.  Per-point quantities are
+Tiles: a row of a tile is one output pixel ``p`` of one image ``n`` (``P = H_out *
+W_out``), a column one input channel.  Per-point quantities are
 ``[BLOCK_P]`` vectors shared by all channels of the deform group.
 """
 import triton
@@ -21,28 +21,32 @@ import triton.language as tl
 
 
 @triton.jit
-def pixel_rows(r0, stop, P, W_OUT, BLOCK_P: tl.constexpr):
-    """Output pixels ``r0 .. r0 + BLOCK_P - 1`` of the flattened batch (rows >= ``stop``
-    are padding).  Returns ``(row_ok, n, p, oy, ox)``, each ``[BLOCK_P]``; ``n`` int64."""
-    rows = r0 + tl.arange(0, BLOCK_P)
-    p = rows % P
-    return rows < stop, (rows // P).to(tl.int64), p, p // W_OUT, p % W_OUT
+def pixel_tile(t, PB, P, W_OUT, BLOCK_P: tl.constexpr):
+    """Tile ``t`` of output pixels: image ``t // PB``, pixels ``(t % PB) * BLOCK_P + ...``
+    (``PB = cdiv(P, BLOCK_P)`` tiles per image, so a tile never spans two images and
+    its pixels are contiguous in every NCHW tensor).
+
+    Returns ``(row_ok, n, p, oy, ox)``: ``n`` an int64 scalar, the rest ``[BLOCK_P]``.
+    """
+    p = (t % PB) * BLOCK_P + tl.arange(0, BLOCK_P)
+    return p < P, (t // PB).to(tl.int64), p, p // W_OUT, p % W_OUT
 
 
 @triton.jit
-def tap_point(off_ptr, msk_ptr, n, oy, ox, row_ok, i, j, ch_off, ch_msk, H, W,
-              s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+def tap_point(off_ptr, msk_ptr, n, p, oy, ox, row_ok, i, j, ch_off, ch_msk, H, W,
+              s_on, s_oc, s_mn, s_mc,
               stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK: tl.constexpr):
-    """One tap's sampling point for a vector of output pixels.
+    """One tap's sampling point for a tile of output pixels of image ``n`` (int64).
 
-    ``n`` (int64), ``oy``, ``ox``, ``row_ok`` are ``[BLOCK_P]``; ``ch_off`` is the
-    offset channel of dy (dx is the next one), ``ch_msk`` the mask channel.
+    ``p``, ``oy``, ``ox``, ``row_ok`` are ``[BLOCK_P]``; offset and mask are
+    contiguous within a channel (pixel stride 1); ``ch_off`` is the offset channel of
+    dy (dx is the next one), ``ch_msk`` the mask channel.
 
     Returns ``(y0, x0, ly, lx, valid, m)``: top-left corner (int32), fractional parts
     (fp32), validity (mmcv's rule, and a real row) and the modulation (1 without a
     mask; fp32), each ``[BLOCK_P]``.
     """
-    base = off_ptr + n * s_on + oy * s_oh + ox * s_ow
+    base = off_ptr + n * s_on + p
     dy = tl.load(base + ch_off * s_oc, mask=row_ok, other=0.0).to(tl.float32)
     dx = tl.load(base + (ch_off + 1) * s_oc, mask=row_ok, other=0.0).to(tl.float32)
     y = (oy * stride_h - pad_h + i * dil_h).to(tl.float32) + dy
@@ -53,8 +57,8 @@ def tap_point(off_ptr, msk_ptr, n, oy, ox, row_ok, i, j, ch_off, ch_msk, H, W,
     y0f = tl.floor(y)
     x0f = tl.floor(x)
     if HAS_MASK:
-        m = tl.load(msk_ptr + n * s_mn + ch_msk * s_mc + oy * s_mh + ox * s_mw,
-                    mask=row_ok, other=0.0).to(tl.float32)
+        m = tl.load(msk_ptr + n * s_mn + ch_msk * s_mc + p, mask=row_ok,
+                    other=0.0).to(tl.float32)
     else:
         m = tl.full(y.shape, 1.0, tl.float32)
     return y0f.to(tl.int32), x0f.to(tl.int32), y - y0f, x - x0f, valid, m
@@ -70,7 +74,7 @@ def corner_mask(yi, xi, valid, H, W):
 def load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, c, c_ok):
     """``[BLOCK_P, BLOCK_C]`` fp32 values of one corner (0 where ``inside`` is false).
 
-    ``pix`` is the int64 address of each row's image, ``c`` the channels: the input is
+    ``pix`` is the int64 address of the tile's image, ``c`` the channels: the input is
     channels-last with channel stride 1, so a row's channels are contiguous (and the
     compiler can vectorise the gather).
     """
@@ -79,9 +83,9 @@ def load_corner(x_ptr, pix, yi, xi, inside, s_xh, s_xw, c, c_ok):
 
 
 @triton.jit
-def sample_columns(x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, c, c_ok,
+def sample_columns(x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, c, c_ok,
                    c_first, c_last, CPDG, KHW, H, W,
-                   s_xn, s_xh, s_xw, s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+                   s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
                    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
                    HAS_MASK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """The columns of tap ``k`` for a tile: ``[BLOCK_P, BLOCK_C]`` fp32, mask applied.
@@ -94,8 +98,8 @@ def sample_columns(x_ptr, off_ptr, msk_ptr, n, oy, ox, row_ok, k, i, j, c, c_ok,
     pix = n * s_xn
     for g in range(c_first // CPDG, c_last // CPDG + 1):
         y0, x0, ly, lx, valid, m = tap_point(
-            off_ptr, msk_ptr, n, oy, ox, row_ok, i, j, 2 * (g * KHW + k), g * KHW + k, H, W,
-            s_on, s_oc, s_oh, s_ow, s_mn, s_mc, s_mh, s_mw,
+            off_ptr, msk_ptr, n, p, oy, ox, row_ok, i, j, 2 * (g * KHW + k), g * KHW + k, H, W,
+            s_on, s_oc, s_mn, s_mc,
             stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK)
         in_g = c_ok & (c >= g * CPDG) & (c < (g + 1) * CPDG)
         y1 = y0 + 1
