@@ -60,7 +60,7 @@ def deform_conv_backward_data_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, gy_ptr, gx_ptr, goff_ptr, gmsk_ptr, scale_ptr,
         PB, P, W_OUT, H, W, CG, OG, CPDG,
         s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
-        s_wo, s_wc, s_wh, s_ww, s_yn, s_yc, s_gn, s_gh, s_gw,
+        s_wc, s_wh, s_ww, s_yn, s_yc, s_gn, s_gh, s_gw,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
         NEED_INPUT: tl.constexpr, NEED_OFFSET: tl.constexpr, NEED_MASK: tl.constexpr,
@@ -72,7 +72,8 @@ def deform_conv_backward_data_kernel(
     ``gy``: grad_out, Tensor[N, C_out, H_out, W_out] with pixel stride 1; ``gx``:
     channels-last Tensor[N, H, W, C] of fp32 (int64 with ``FIXED_POINT``), channel
     stride 1; ``goff``/``gmsk``: contiguous like ``off``/``msk``, fp32;
-    ``scale_ptr``: the fixed-point scale (fp32 scalar tensor).
+    ``scale_ptr``: the fixed-point scale (fp32 scalar tensor); ``w``: as in the
+    forward kernel (output-channel stride 1).
     """
     g = tl.program_id(1)
     k = tl.program_id(2)
@@ -120,7 +121,7 @@ def deform_conv_backward_data_kernel(
                 o_ok = (o0 + tl.arange(0, BLOCK_O)) < OG
                 gout = tl.load(gy_rows[:, None] + o[None, :] * s_yc,
                                mask=row_ok[:, None] & o_ok[None, :], other=0.0)
-                wt = tl.load(w_ptr + o[:, None] * s_wo + (c - gr * CG)[None, :] * s_wc
+                wt = tl.load(w_ptr + o[:, None] + (c - gr * CG)[None, :] * s_wc
                              + i * s_wh + j * s_ww,
                              mask=o_ok[:, None] & in_gr[None, :], other=0.0)
                 gcols = mma(gout, wt, gcols, PRECISION, DOT_UPCAST)

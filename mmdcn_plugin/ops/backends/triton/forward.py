@@ -24,7 +24,7 @@ def deform_conv_forward_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, b_ptr, out_ptr,
         PB, P, W_OUT, H, W, CG, OG, CPDG,
         s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
-        s_wo, s_wc, s_wh, s_ww, s_yn, s_yc,
+        s_wc, s_wh, s_ww, s_yn, s_yc,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -34,7 +34,7 @@ def deform_conv_forward_kernel(
     ``x``: Tensor[N, C, H, W] channels-last (channel stride 1), ``off``:
     Tensor[N, 2*G*K, H_out, W_out], ``msk``: Tensor[N, G*K, H_out, W_out] (unused
     without ``HAS_MASK``), both with pixel stride 1; ``w``: Tensor[C_out, C/groups, KH,
-    KW], ``b``: Tensor[C_out], ``out``: Tensor[N, C_out, P] (pixel stride 1).
+    KW] with output-channel stride 1, ``b``: Tensor[C_out], ``out``: Tensor[N, C_out, P] (pixel stride 1).
     ``PB``: pixel tiles per image; ``CG``/``OG``: input/output channels per conv
     group, ``CPDG``: input channels per deform group.
     """
@@ -42,7 +42,7 @@ def deform_conv_forward_kernel(
     row_ok, n, p, oy, ox = pixel_tile(tl.program_id(0), PB, P, W_OUT, BLOCK_P)
     o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     o_ok = o < OG
-    w_rows = w_ptr + (gr * OG + o)[None, :] * s_wo
+    w_rows = w_ptr + (gr * OG + o)[None, :]
     acc = tl.zeros([BLOCK_P, BLOCK_O], dtype=tl.float32)
     for k in range(KH * KW):
         i = k // KW

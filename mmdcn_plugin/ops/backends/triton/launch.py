@@ -143,6 +143,13 @@ def output_channels_last(weight: Tensor) -> Tensor:
     return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
 
 
+def _weight_strides(weight: Tensor) -> Tuple[int, int, int]:
+    """(c, kh, kw) strides of :func:`output_channels_last`'s weight, whose output-channel
+    stride is 1, which the kernels assume (so the tile reads vectorise)."""
+    assert weight.stride(0) == 1 or weight.shape[0] == 1, weight.stride()
+    return weight.stride(1), weight.stride(2), weight.stride(3)
+
+
 def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
             bias: Optional[Tensor], geo: DeformGeometry) -> Tensor:
     """Tensor[N, C_out, H_out, W_out], contiguous, of the input's dtype."""
@@ -164,7 +171,7 @@ def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tenso
         x, offset, msk, weight, bias if bias is not None else out, out,
         pb, p, w_out, geo.height, geo.width, geo.in_channels // geo.groups, og,
         geo.in_channels // geo.deform_groups,
-        *_image_strides(x), *s_o, *s_m, *weight.stride(), out.stride(0), out.stride(1),
+        *_image_strides(x), *s_o, *s_m, *_weight_strides(weight), out.stride(0), out.stride(1),
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         HAS_BIAS=bias is not None, BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
@@ -233,7 +240,7 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
             goff if goff is not None else dummy, gmsk if gmsk is not None else dummy, scale,
             pb, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
             c // geo.deform_groups,
-            *_image_strides(x), *s_o, *s_m, *weight.stride(), *s_y,
+            *_image_strides(x), *s_o, *s_m, *_weight_strides(weight), *s_y,
             h * w * c, w * c, c,
             *_geometry_args(geo),
             KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
