@@ -1,9 +1,11 @@
 """Host side of the Triton kernels: tile choice, buffers, launches.
 
-Each function takes the backend's (already checked) tensors and returns torch
-tensors; the kernels see raw strides, so any layout works, but the input is made
-channels-last first (one point's channels are then contiguous: the reads of a tile
-coalesce).  Under Triton's interpreter the same launches run on CPU tensors.
+Each function takes the backend's (already checked) tensors, of any layout, and
+returns torch tensors.  Before a launch they are put in the layouts the kernels'
+vector accesses assume, copying only what is not so already: the input channels-last
+(a point's channels contiguous), the weight output-channels-last (a tap's weight
+tile contiguous), offset, mask and grad_out with contiguous pixels.  Under Triton's
+interpreter the same launches run on CPU tensors.
 """
 import math
 from typing import Dict, NamedTuple, Optional, Tuple
