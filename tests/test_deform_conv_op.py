@@ -402,3 +402,22 @@ def test_mmcv_without_cuda_refuses_a_cuda_tensor_before_its_kernel(fake_mmcv_cud
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: True)
     deform_conv2d(**problem, backend='mmcv')
     assert fake_mmcv_cuda == [('mmcv', torch.float32)]
+
+
+@pytest.mark.parametrize('name,expected', [('triton', torch.bfloat16), ('fast', torch.float32)])
+def test_autocast_gives_triton_its_half_precision_path(monkeypatch, name, expected):
+    # The Triton kernels compute in the autocast dtype (fp32 accumulation); the others in
+    # fp32.  Checked with a recording stand-in, so it holds without Triton or a GPU.
+    from mmdcn_plugin.ops.backends import Backend
+    seen = []
+
+    def record(input, offset, weight, bias, mask, geo):
+        seen.append(input.dtype)
+        return BACKENDS['torch'].fn(input, offset, weight, bias, mask, geo)
+
+    monkeypatch.setitem(BACKENDS, name, Backend(record, lambda: True, 'recording stand-in'))
+    p = make_problem(dtype=torch.float32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = deform_conv2d(p['input'], p['offset'], p['weight'], p['bias'], p['stride'],
+                            p['padding'], p['dilation'], p['mask'], backend=name)
+    assert seen == [expected] and out.dtype == expected

@@ -122,8 +122,9 @@ def deform_conv2d(input: Tensor,
         mask (Tensor[N, G * kh * kw, H_out, W_out] or None): modulation scalars
             (already activated, e.g. by a sigmoid) for DCNv2.
         backend (str or None): ``None`` reads the environment variable
-            ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes mmcv's
-            CUDA kernels for CUDA tensors and the fastest correct CPU path otherwise
+            ``MMDCN_BACKEND`` and defaults to ``'auto'``; ``'auto'`` takes, for CUDA
+            tensors, this package's Triton kernels when Triton is importable, else
+            mmcv's CUDA kernels, else ``'fast'``; on the CPU the fastest correct path
             (``'cpp'``, this package's compiled CPU kernels, when they were built;
             else ``'fast'``); ``'mmcv'`` forces mmcv's compiled kernels (a CUDA tensor
             is refused with a ``RuntimeError`` when mmcv was built without CUDA);
@@ -136,10 +137,13 @@ def deform_conv2d(input: Tensor,
     While tracing, exporting or compiling (``torch.jit.trace``, ``torch.onnx.export``,
     ``torch.compile``) the default backend is ``'torch'``, the traceable one.
 
-    Under ``torch.autocast`` the op computes in float32 (float16 with mmcv's
-    kernels under CUDA float16 autocast) and returns that dtype.  mmcv's CUDA
-    backward accumulates with atomicAdd and is not bitwise deterministic; with
-    ``torch.use_deterministic_algorithms(True)`` a warning says so once.
+    Under ``torch.autocast`` the op computes in float32 and returns that dtype, except
+    for the kernels with a half-precision path of their own: ``'triton'`` computes in
+    the autocast dtype (float16 or bfloat16, accumulating in float32), mmcv's CUDA
+    kernels in float16 under float16 autocast.  mmcv's CUDA backward accumulates with
+    atomicAdd and is not bitwise deterministic; with
+    ``torch.use_deterministic_algorithms(True)`` a warning says so once
+    (``'triton'``'s backward is deterministic then).
     """
     geo = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
     hook = _export_hook.fn
@@ -166,15 +170,21 @@ def deform_conv2d(input: Tensor,
             and torch.is_grad_enabled()):
         _warn_nondeterministic()
     if autocast:
-        dtype = torch.float32
-        if (device_type == 'cuda' and name == 'mmcv'
-                and _autocast_dtype(device_type) == torch.float16):
-            dtype = torch.float16
+        dtype = _compute_dtype(name, device_type, _autocast_dtype(device_type))
         cast = [t.to(dtype) if t is not None else None
                 for t in (input, offset, weight, bias, mask)]
         with torch.autocast(device_type, enabled=False):
             return BACKENDS[name].fn(cast[0], cast[1], cast[2], cast[3], cast[4], geo)
     return BACKENDS[name].fn(input, offset, weight, bias, mask, geo)
+
+
+def _compute_dtype(name: str, device_type: str, autocast_dtype: torch.dtype) -> torch.dtype:
+    """The dtype backend ``name`` computes in under autocast to ``autocast_dtype``."""
+    if name == 'triton' and autocast_dtype in (torch.float16, torch.bfloat16):
+        return autocast_dtype
+    if device_type == 'cuda' and name == 'mmcv' and autocast_dtype == torch.float16:
+        return torch.float16
+    return torch.float32
 
 
 def _warn_nondeterministic() -> None:
@@ -184,5 +194,6 @@ def _warn_nondeterministic() -> None:
         warnings.warn(
             "deterministic algorithms are enabled, but mmcv's CUDA deformable-convolution "
             'backward accumulates gradients with atomicAdd and is not bitwise '
-            "reproducible; use backend='torch' for a reproducible (slower) path",
+            "reproducible; use backend='triton' (deterministic then) or backend='torch' "
+            'for a reproducible path',
             UserWarning, stacklevel=3)
