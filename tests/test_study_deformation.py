@@ -233,3 +233,21 @@ def test_quick_deformation_study_end_to_end(tmp_path, capsys):
     report = (docs / 'results.md').read_text()
     assert '| strong | DCNv2, ConvOffsetHead; offset heads at the full rate' in report
     assert (docs / 'gain_by_level.png').is_file()
+
+
+def test_a_finished_run_of_a_changed_offset_recipe_is_refused(tmp_path, monkeypatch):
+    from mmdcn_plugin.study.grid import check_finished
+    recipe = read_recipe()
+    setup = StudySetup(recipe, str(tmp_path / 'o'), str(tmp_path / 'd'), arms=['a'],
+                       variants=['dcnv2'], seeds=[0], levels=['none'],
+                       offset_recipes=['ramp'])
+    run = setup.runs()[0]
+    os.makedirs(osp.dirname(run.result_file))
+    with open(run.result_file, 'w') as f:
+        json.dump(dict(recipe=recipe.as_dict(), overrides=run_overrides(
+            recipe, '/d', 0, 'a', offset_recipe='ramp')), f)
+    check_finished(setup.runs(), recipe)   # the same settings: fine
+    changed = dict(study.OFFSET_RECIPES['ramp'], ramp=dict(delay=0, warmup=360))
+    monkeypatch.setitem(study.OFFSET_RECIPES, 'ramp', changed)
+    with pytest.raises(ValueError, match=r"offset_recipe: .*others: \['a/none/dcnv2\+ramp/seed0'\]"):
+        check_finished(setup.runs(), recipe)

@@ -168,9 +168,19 @@ class Stop(threading.Event):
                 pass
 
 
+#: What an offset recipe changes in a run's settings (:func:`~.recipe.offset_recipe_overrides`).
+OFFSET_RECIPE_KEYS = ('optim_wrapper', 'custom_hooks')
+
+
+def _offset_settings(overrides: dict) -> dict:
+    return {k: overrides.get(k) for k in OFFSET_RECIPE_KEYS}
+
+
 def check_finished(runs: Sequence[Run], recipe: Recipe) -> None:
     """Raise ValueError if a finished run was trained with another recipe than ``recipe``
-    (other weights, schedule or data): adding runs to it would mix two studies."""
+    (other weights, schedule or data), or with other settings of its offset recipe than
+    :data:`~.constants.OFFSET_RECIPES` gives now: adding runs to it would mix two studies."""
+    from .recipe import offset_recipe_overrides
     expected = recipe.as_dict()
     other = [r.name for r in runs if r.done() and r.result()['recipe'] != expected]
     if other:
@@ -178,6 +188,14 @@ def check_finished(runs: Sequence[Run], recipe: Recipe) -> None:
                          f'{expected}, but these were trained with another: {other}. Move '
                          'their JSONs away to start the study again, or check out the '
                          'recipe they were trained with')
+    other = [r.name for r in runs if r.done() and 'overrides' in r.result()
+             and _offset_settings(r.result()['overrides'])
+             != _offset_settings(offset_recipe_overrides(r.offset_recipe))]
+    if other:
+        raise ValueError(f'offset_recipe: expected the finished runs to have their offset '
+                         f'recipe\'s current settings (mmdcn_plugin.study.constants.'
+                         f'OFFSET_RECIPES), but these were trained with others: {other}. '
+                         'Give a changed recipe a new name, or move their JSONs away')
 
 
 def run_grid(setup: StudySetup, max_runs: Optional[int] = None,
