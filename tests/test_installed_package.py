@@ -12,7 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(ROOT, 'mmdcn_plugin')
 #: Modules whose job is to check the checkout's own command lines (a checkout is where
 #: they run): the GPU check runs tools/train.py and tools/test.py as a user would.
-CHECKS_THE_CHECKOUT = {'mmdcn_plugin/benchmark/gpu_check.py'}
+CHECKS_THE_CHECKOUT = {'mmdcn_plugin/benchmark/gpu_steps.py'}
 
 
 def test_no_package_module_locates_the_checkouts_tools():

@@ -31,7 +31,6 @@ step is recorded and the rest go on; a step whose input failed (``test`` after
 It runs in a checkout (it needs ``tests/`` and ``tools/``): the command line passes
 its root; the subprocesses get it on ``PYTHONPATH``.
 """
-import datetime
 import json
 import os
 import os.path as osp
@@ -39,293 +38,41 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-QUICKSTART_CONFIG = 'configs/quickstart/faster-rcnn_r50-narrow-dcnv2-c3-c5_fpn_synthetic.py'
-PLAIN_CONFIG = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-DCN_CONFIG = 'configs/faster_rcnn/faster-rcnn_r50-dcnv2-c3-c5_fpn_1x_coco.py'
-# mmdet's own mmcv configs: DCNv2 ('mdconv', the counterpart of ours) and DCNv1 ('dconv').
-MMDET_DCN_CONFIGS = ('mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py',
-                     'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
-DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_capability_probe.py',
-                 'tests/test_deform_conv_op.py', 'tests/test_layers.py')
-TRITON_TESTS = ('tests/test_triton_backend.py',)
-OP_DTYPES = ('float32', 'float16', 'bfloat16')
-DEFAULT_BUDGET_S = 390.0
-# A step is not started with less than this left of the total budget.
-MIN_STEP_S = 10.0
-HEARTBEAT_S = 30.0
-REPORT = 'report.md'
-RESULTS = 'gpu_check.json'
-STATUSES = ('passed', 'failed', 'timeout', 'skipped')
+from ..utils import write_text_atomic
+from .gpu_environment import (  # noqa: F401
+    backends_by_device,
+    collect_environment,
+    git_commit,
+    write_environment,
+)
+from .gpu_steps import (  # noqa: F401
+    DCN_CONFIG,
+    DEFAULT_BUDGET_S,
+    DEFAULT_TESTS,
+    HEARTBEAT_S,
+    MIN_STEP_S,
+    MMDET_DCN_CONFIGS,
+    OP_DTYPES,
+    PLAIN_CONFIG,
+    QUICKSTART_CONFIG,
+    REPORT,
+    RESULTS,
+    STATUSES,
+    TRITON_TESTS,
+    Step,
+    _no_log,
+    _now,
+    data_root_options,
+    default_steps,
+    existing_tests,
+    select_steps,
+)
 
-
-def _no_log(msg: str) -> None:
-    pass
-
-
-@dataclass
-class Step:
-    """One step: a command run in the checkout with a time budget.
-
-    Attributes:
-        name: short id (``logs/<name>.log``, ``--steps``).
-        title: what the report calls it.
-        argv: the command.
-        budget_s: its time limit (cut further by what is left of the total).
-        needs: steps that must have passed first, else this one is skipped.
-        kind: how its results are read: ``'tests'``, ``'ops'``, ``'model'``, ``'train'``,
-            ``'test'``, ``'environment'`` or ``''`` (the exit status alone).
-        out_dir: where the step writes its own files (benchmarks: results.json).
-    """
-    name: str
-    title: str
-    argv: List[str]
-    budget_s: float
-    needs: Tuple[str, ...] = ()
-    kind: str = ''
-    out_dir: Optional[str] = None
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
-
-
-def data_root_options(data_root: str) -> List[str]:
-    """``--cfg-options`` that point the quick-start config at ``data_root``."""
-    root = data_root.rstrip('/') + '/'
-    return [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')] \
-        + [f'{split}_evaluator.ann_file={root}annotations/val.json' for split in ('val', 'test')]
-
-
-def _tests_step(name: str, title: str, python: str, tests: Sequence[str], out_dir: str,
-                budget_s: float) -> Step:
-    step_dir = osp.join(out_dir, name)
-    if not tests:  # pytest without paths would collect the whole suite
-        return Step(name, title, [python, '-c', 'import sys; sys.exit("no test files found")'],
-                    budget_s, kind='tests', out_dir=step_dir)
-    return Step(name, title, [python, '-m', 'pytest', *tests, '--device', 'cuda', '-q', '-rfEs',
-                              '-p', 'no:cacheprovider', '--junitxml',
-                              osp.join(step_dir, 'junit.xml')],
-                budget_s, kind='tests', out_dir=step_dir)
-
-
-def _ops_step(name: str, title: str, python: str, tool: str, out_dir: str, dtype: str,
-              repeat: int, budget_s: float, extra: Sequence[str] = ()) -> Step:
-    step_dir = osp.join(out_dir, name)
-    return Step(name, title, [python, tool, 'ops', '--device', 'cuda', '--dtype', dtype,
-                              '--shapes', 'r50-c3c5', *extra, '--repeat', str(repeat),
-                              '--warmup', '3', '--out-dir', step_dir],
-                budget_s, kind='ops', out_dir=step_dir)
-
-
-def _model_step(precision: str, python: str, tool: str, root: str, out_dir: str,
-                iters: int) -> Step:
-    name = f'model-{precision}'
-    step_dir = osp.join(out_dir, name)
-    return Step(name, f'Faster R-CNN R50-FPN training steps, {precision}, batch 2 of 800x1216', [
-        python, tool, 'model', osp.join(root, DCN_CONFIG), '--baseline', PLAIN_CONFIG,
-        '--also', *MMDET_DCN_CONFIGS, '--device', 'cuda',
-        *(['--amp'] if precision == 'amp' else []), '--synthetic', '800', '1216',
-        '--batch-size', '2', '--iters', str(iters), '--warmup', '2',
-        # No download on the machine: random initial weights.  Learning rate 0: the
-        # same work in every step (the optimiser still runs), and random weights cannot
-        # diverge into NaN boxes half-way through the timing.
-        '--cfg-options', 'model.backbone.init_cfg=None', 'optim_wrapper.optimizer.lr=0.0',
-        '--out-dir', step_dir],
-        100, kind='model', out_dir=step_dir)
-
-
-def existing_tests(root: str, tests: Sequence[str]) -> List[str]:
-    """The test files of ``tests`` that exist under ``root`` (a file another change has
-    not landed yet is left out rather than failing the whole step)."""
-    return [t for t in tests if osp.isfile(osp.join(root, t))]
-
-
-def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.executable,
-                  tests: Sequence[str] = DEFAULT_TESTS, op_repeat: int = 10,
-                  model_iters: int = 5, num_train: int = 240, num_val: int = 48) -> List[Step]:
-    """The steps of the check, in the order they run (see the module docstring): the
-    checks of correctness first, then the timings most wanted first, so that a check
-    cut short by its budget loses the least.
-
-    Args:
-        root (str): the checkout (``tools/``, ``tests/``, ``configs/``).
-        out_dir (str): where the report, the logs and the benchmarks' files go.
-        work_dir (str): scratch space for the synthetic data and the checkpoints (kept
-            out of ``out_dir``, which comes back from the machine).
-        tests: test files of the ``tests`` step (those that exist); the Triton tests
-            (:data:`TRITON_TESTS`) are a step of their own, as compiling kernels can
-            take long and a time-out must not lose the other tests' results.
-    """
-    tool = lambda name: osp.join(root, 'tools', name)  # noqa: E731
-    data = osp.join(work_dir, 'data')
-    train_dir = osp.join(work_dir, 'train')
-    quick = osp.join(root, QUICKSTART_CONFIG)
-    bench = tool('benchmark.py')
-    steps = [
-        Step('environment', 'environment', [
-            python, '-c', 'import sys; from mmdcn_plugin.benchmark.gpu_check import '
-            'write_environment; write_environment(sys.argv[1], sys.argv[2])',
-            osp.join(out_dir, 'environment.json'), root], 60, kind='environment',
-            out_dir=out_dir),
-        _tests_step('tests', 'CUDA tests', python, existing_tests(root, tests), out_dir, 120),
-        Step('data', 'synthetic COCO data', [
-            python, tool('make_synthetic_coco.py'), '--out-dir', data, '--num-train',
-            str(num_train), '--num-val', str(num_val), '--no-progress'], 45),
-        Step('train', 'quick-start DCNv2: train one epoch (tools/train.py)', [
-            python, tool('train.py'), quick, '--work-dir', train_dir, '--cfg-options',
-            'train_cfg.max_epochs=1', 'randomness.seed=0', *data_root_options(data)],
-            120, needs=('data',), kind='train', out_dir=train_dir),
-        Step('test', 'quick-start DCNv2: test the checkpoint (tools/test.py)', [
-            python, tool('test.py'), quick, osp.join(train_dir, 'epoch_1.pth'), '--work-dir',
-            osp.join(work_dir, 'test'), '--cfg-options', *data_root_options(data)],
-            60, needs=('train',), kind='test'),
-    ]
-    triton = existing_tests(root, TRITON_TESTS)
-    if triton:
-        steps.append(_tests_step('tests-triton', 'CUDA tests of the Triton backend', python,
-                                 triton, out_dir, 75))
-    steps += [
-        _ops_step('ops-float32', 'the op, float32', python, bench, out_dir, 'float32',
-                  op_repeat, 75),
-        Step('overhead', "the op wrapper's cost per call over mmcv's (tiny tensors)", [
-            python, bench, 'overhead', '--device', 'cuda', '--out-dir',
-            osp.join(out_dir, 'overhead')], 45, kind='overhead',
-            out_dir=osp.join(out_dir, 'overhead')),
-        _ops_step('ops-float16', 'the op, float16', python, bench, out_dir, 'float16',
-                  op_repeat, 60),
-        _model_step('fp32', python, bench, root, out_dir, model_iters),
-        _ops_step('ops-bfloat16', 'the op, bfloat16', python, bench, out_dir, 'bfloat16',
-                  op_repeat, 60),
-        _ops_step('ops-float32-strict-conv', 'the op, float32, cuDNN conv without TF32',
-                  python, bench, out_dir, 'float32', op_repeat, 45,
-                  extra=('--strict-fp32-conv', '--candidates', 'mmcv', 'plugin:auto')),
-        _model_step('amp', python, bench, root, out_dir, model_iters),
-    ]
-    return steps
-
-
-def select_steps(steps: List[Step], only: Optional[Sequence[str]] = None,
-                 skip: Sequence[str] = ()) -> List[Step]:
-    """``steps`` restricted to the names in ``only`` (all when None), minus ``skip``.
-
-    Raises:
-        ValueError: a name that is not a step.
-    """
-    names = [s.name for s in steps]
-    for argument, given in (('steps', only or ()), ('skip', skip)):
-        unknown = [n for n in given if n not in names]
-        if unknown:
-            raise ValueError(f'{argument}: expected step names among {names}, got {unknown}')
-    return [s for s in steps if (only is None or s.name in only) and s.name not in skip]
-
-
-# -- the environment --------------------------------------------------------------------
-
-def _command_output(argv: Sequence[str], cwd: Optional[str] = None) -> Optional[str]:
-    try:
-        out = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _version(package: str) -> Optional[str]:
-    from importlib import metadata
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def git_commit(root: str) -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), else the
-    ``MMDCN_GIT_COMMIT`` environment variable (a copied tree has no ``.git``)."""
-    commit = _command_output(['git', 'rev-parse', 'HEAD'], cwd=root)
-    if commit:
-        dirty = _command_output(['git', 'status', '--porcelain', '--untracked-files=no'],
-                                cwd=root)
-        return commit + ('+dirty' if dirty else '')
-    return os.environ.get('MMDCN_GIT_COMMIT') or 'unknown (no git here; set MMDCN_GIT_COMMIT)'
-
-
-def collect_environment(root: str) -> dict:
-    """What the report says about the machine.  Never calls mmcv's info functions
-    (``get_compiling_cuda_version`` ends the process with some source builds)."""
-    import platform
-
-    import torch
-
-    from ..utils import machine_line
-    env = dict(date=_now(), commit=git_commit(root), host=platform.node(),
-               python=platform.python_version(), cpu=machine_line(),
-               torch=torch.__version__, torch_cuda=torch.version.cuda,
-               cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
-               else None,
-               cuda_available=torch.cuda.is_available())
-    for package in ('mmcv', 'mmengine', 'mmdet', 'torchvision', 'triton', 'pycocotools',
-                    'onnxruntime'):
-        env[package] = _version(package)
-    env['tf32'] = dict(cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
-                       matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
-                       float32_matmul_precision=torch.get_float32_matmul_precision(),
-                       cudnn_benchmark=bool(torch.backends.cudnn.benchmark))
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
-                   gpu_capability='.'.join(map(str, torch.cuda.get_device_capability(0))),
-                   gpu_memory_gib=round(props.total_memory / 2**30, 1))
-    smi = _command_output(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'])
-    env['driver'] = smi.splitlines()[0] if smi else None
-    nvcc = _command_output(['nvcc', '--version'])
-    env['nvcc'] = nvcc.splitlines()[-1] if nvcc else None
-    return env
-
-
-def backends_by_device() -> Dict[str, Dict[str, str]]:
-    """device -> backend -> ``'runs'`` or why not, by the public resolver (on CUDA that
-    runs mmcv's probe: a crash there ends this process, which is why the environment
-    is collected in a subprocess); and what ``'auto'`` picks."""
-    import torch
-
-    from ..ops.backends import BACKENDS, resolve_backend
-    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
-    out: Dict[str, Dict[str, str]] = {}
-    for device in devices:
-        dev = torch.device(device)
-        table = {}
-        for name in list(BACKENDS) + ['auto']:
-            try:
-                picked = resolve_backend(name, dev)
-                table[name] = 'runs' if name != 'auto' else f'picks {picked}'
-            except (RuntimeError, ValueError) as e:
-                table[name] = f'no: {e}'
-        out[device] = table
-    return out
-
-
-def write_environment(path: str, root: str) -> dict:
-    """:func:`collect_environment` printed and written to ``path`` (JSON), then again
-    with ``backends`` (:func:`backends_by_device`): should probing a backend end the
-    process, the rest is on disk already."""
-    env = collect_environment(root)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    for key, value in env.items():
-        print(f'{key}: {value}', flush=True)
-    _write_atomic(path, json.dumps(env, indent=2))
-    env['backends'] = backends_by_device()
-    print(f"backends: {env['backends']}", flush=True)
-    _write_atomic(path, json.dumps(env, indent=2))
-    return env
-
-
-# -- running a step ---------------------------------------------------------------------
 
 def _signal_name(rc: int) -> str:
     try:
@@ -563,17 +310,10 @@ def run_gpu_check(out_dir: str, steps: Sequence[Step], root: str,
     return state
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(state: dict, out_dir: str) -> None:
     """``gpu_check.json`` (the state) and ``report.md`` (:func:`render_report`)."""
-    _write_atomic(osp.join(out_dir, RESULTS), json.dumps(state, indent=2, default=str) + '\n')
-    _write_atomic(osp.join(out_dir, REPORT), render_report(state))
+    write_text_atomic(osp.join(out_dir, RESULTS), json.dumps(state, indent=2, default=str) + '\n')
+    write_text_atomic(osp.join(out_dir, REPORT), render_report(state))
 
 
 def _env_lines(env: Optional[dict]) -> List[str]:

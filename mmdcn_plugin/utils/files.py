@@ -16,10 +16,15 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     return ckpt if ckpt and osp.isfile(ckpt) else None
 
 
-def write_json_atomic(path: str, record, indent: int = 1) -> None:
-    """Write ``record`` to ``path`` through a temporary file and a rename, so a reader
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader
     finds the whole file or none (a study run with a JSON is a finished run)."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path + '.tmp', 'w') as f:
-        json.dump(record, f, indent=indent)
+        f.write(text)
     os.replace(path + '.tmp', path)
+
+
+def write_json_atomic(path: str, record, indent: int = 1) -> None:
+    """:func:`write_text_atomic` of ``record`` as JSON."""
+    write_text_atomic(path, json.dumps(record, indent=indent))
