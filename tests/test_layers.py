@@ -97,6 +97,28 @@ def test_max_offset_bounds_offsets_smoothly():
     assert raw.abs().max() > 0 and torch.allclose(bounded, raw, rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.parametrize('modulated', [True, False], ids=['dcnv2', 'dcnv1'])
+def test_conv_offset_head_max_offset_bounds_only_the_offsets(modulated):
+    # The classic head has the same bound (the study's `bounded` offset recipe uses it);
+    # the mask logits are left alone.
+    head = ConvOffsetHead(4, 3, padding=1, modulated=modulated, max_offset=1.0)
+    free = ConvOffsetHead(4, 3, padding=1, modulated=modulated)
+    with torch.no_grad():
+        head.conv.weight.normal_(std=20.0)
+    free.load_state_dict(head.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    (offset, mask), (raw, raw_mask) = head(x), free(x)
+    assert raw.abs().max() > 3.0 and offset.abs().max() <= 1.0
+    assert torch.allclose(offset, torch.tanh(raw), atol=1e-6)
+    if modulated:
+        assert torch.equal(mask, raw_mask)
+    else:
+        assert mask is None and raw_mask is None
+    with pytest.raises(ValueError, match=r'max_offset must be a positive finite number or None, '
+                                         r'got True'):
+        ConvOffsetHead(4, 3, max_offset=True)
+
+
 @pytest.mark.parametrize('head', HEADS[:2], ids=['conv', 'separable'])
 def test_initialisers_leave_the_offset_head_at_zero(head):
     """mmdet's heads run Normal(layer='Conv2d') and ResNet Kaiming(layer='Conv2d') over

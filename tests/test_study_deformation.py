@@ -90,6 +90,30 @@ def test_offset_recipes_change_only_the_heads_rate_and_hooks():
         offset_recipe_overrides('fast')
 
 
+def test_a_bounded_recipe_gives_the_dcn_layers_a_bounded_conv_head(tmp_path):
+    recipe = read_recipe()
+    out = run_overrides(recipe, '/d', 0, 'a', offset_recipe='ramp-max1')
+    assert out['model'] == dict(backbone=dict(dcn=dict(offset_head=dict(
+        type='ConvOffsetHead', max_offset=1.0))))
+    assert out['custom_hooks'][-1] == dict(type='OffsetLrRampHook', delay=0, warmup=180)
+    assert 'model' not in run_overrides(recipe, '/d', 0, 'a', offset_recipe='ramp')
+    # The variant's config with the override builds a backbone whose heads are bounded.
+    from mmengine.config import Config
+    from mmdcn_plugin.apis import build_backbone_from_config
+    from mmdcn_plugin.layers import DeformableConv2d
+    cfg = Config.fromfile(study.variant_config('dcnv2'))
+    cfg.merge_from_dict(dict(model=out['model']))
+    layers = [m for m in build_backbone_from_config(cfg).modules()
+              if isinstance(m, DeformableConv2d)]
+    assert layers and {m.offset_head.max_offset for m in layers} == {1.0}
+    assert {type(m.offset_head).__name__ for m in layers} == {'ConvOffsetHead'}
+    # The SeparableOffsetHead variant has its own head: a bounded recipe refuses it.
+    with pytest.raises(ValueError, match=r"offset_recipes: \['ramp-max1'\] bound the "
+                                         r"ConvOffsetHead.*got \['dcnv2-sep'\]"):
+        StudySetup(recipe, str(tmp_path), str(tmp_path), variants=['baseline', 'dcnv2-sep'],
+                   offset_recipes=['slow', 'ramp-max1'])
+
+
 # ------------------------------------------------------------------ levels in the grid
 def test_levels_and_offset_recipes_in_the_grid(tmp_path):
     recipe = read_recipe()

@@ -22,8 +22,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from .constants import (ARMS, DEFORMATION, DEFORMATION_LEVELS, OFFSET_RECIPE, OFFSET_RECIPES,
-                        ON_OBJECT_IMAGES, QUICK, SEEDS, SWEEPS, VARIANTS, is_deformable)
+from .constants import (ARMS, CONV_HEAD_VARIANTS, DEFORMATION, DEFORMATION_LEVELS,
+                        OFFSET_RECIPE, OFFSET_RECIPES, ON_OBJECT_IMAGES, QUICK, SEEDS, SWEEPS,
+                        VARIANTS, is_deformable)
 from .progress import log
 from .recipe import Recipe, ensure_dataset, stretched_from
 from .run import exit_code, run_one  # noqa: F401  (exit_code: part of this module's API)
@@ -98,6 +99,13 @@ class StudySetup:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f'{name}: expected some of {list(allowed)}, got {list(values)}')
+        bounded = [r for r in self.offset_recipes if OFFSET_RECIPES[r].get('max_offset')]
+        other_heads = [v for v in self.variants
+                       if is_deformable(v) and v not in CONV_HEAD_VARIANTS]
+        if bounded and other_heads:
+            raise ValueError(f'offset_recipes: {bounded} bound the ConvOffsetHead, expected '
+                             f'variants that have it {list(CONV_HEAD_VARIANTS)} or the '
+                             f'baseline, got {other_heads}')
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                                  for s in self.seeds):
             raise ValueError(f'seeds: expected non-negative ints, got {list(self.seeds)}')
@@ -169,7 +177,7 @@ class Stop(threading.Event):
 
 
 #: What an offset recipe changes in a run's settings (:func:`~.recipe.offset_recipe_overrides`).
-OFFSET_RECIPE_KEYS = ('optim_wrapper', 'custom_hooks')
+OFFSET_RECIPE_KEYS = ('optim_wrapper', 'custom_hooks', 'model')
 
 
 def _offset_settings(overrides: dict) -> dict:

@@ -190,8 +190,9 @@ def _load_config(path: str):
 
 def offset_recipe_overrides(name: str, config: str = BASE_CONFIG) -> dict:
     """What offset recipe ``name`` (:data:`~.constants.OFFSET_RECIPES`) changes in
-    ``config``: the heads' ``lr_mult`` and, for a ramp, ``custom_hooks`` (the config's
-    own, then :class:`~mmdcn_plugin.hooks.OffsetLrRampHook`).  ``{}`` for ``'slow'``.
+    ``config``: the heads' ``lr_mult``; for a ramp, ``custom_hooks`` (the config's own,
+    then :class:`~mmdcn_plugin.hooks.OffsetLrRampHook`); for a bound, the backbone's
+    ``dcn.offset_head`` (a ConvOffsetHead with ``max_offset``).  ``{}`` for ``'slow'``.
 
     Raises:
         ValueError: an unknown name.
@@ -206,6 +207,9 @@ def offset_recipe_overrides(name: str, config: str = BASE_CONFIG) -> dict:
     if spec['ramp'] is not None:
         hooks = _plain(_load_config(config).get('custom_hooks') or [])
         out['custom_hooks'] = hooks + [dict(type='OffsetLrRampHook', **spec['ramp'])]
+    if spec.get('max_offset') is not None:
+        out['model'] = dict(backbone=dict(dcn=dict(offset_head=dict(
+            type='ConvOffsetHead', max_offset=spec['max_offset']))))
     return out
 
 

@@ -1,4 +1,6 @@
-"""What every offset head shares: the geometry it is given and the output contract."""
+"""What every offset head shares: the geometry it is given, the output contract and the
+optional smooth bound on the offsets."""
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -58,11 +60,22 @@ class BaseOffsetHead(nn.Module):
     Subclasses build their layers, return the layer that produces the raw output in
     :meth:`last_layer` and call :meth:`init_weights`; zero-initialising that layer
     makes a fresh deformable layer sample the regular grid.
+
+    ``max_offset`` bounds the offsets smoothly, ``max_offset * tanh(o / max_offset)``:
+    the identity near 0 (slope 1), never beyond ``max_offset`` pixels in x or y.
+    Runaway offsets (points thrown far outside the map, where they sample zeros and
+    get no gradient back) are a known cause of unstable DCN training.
     """
 
     def __init__(self, in_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 deform_groups: int = 1, modulated: bool = True):
+                 deform_groups: int = 1, modulated: bool = True,
+                 max_offset: Optional[float] = None):
         super().__init__()
+        if max_offset is not None and (isinstance(max_offset, bool) or not isinstance(
+                max_offset, (int, float)) or not math.isfinite(max_offset) or max_offset <= 0):
+            raise ValueError(f'max_offset must be a positive finite number or None, '
+                             f'got {max_offset!r}')
+        self.max_offset = float(max_offset) if max_offset is not None else None
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
         if not isinstance(deform_groups, int) or deform_groups < 1:
@@ -92,13 +105,21 @@ class BaseOffsetHead(nn.Module):
             nn.init.zeros_(last.bias)
 
     def split(self, out: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        """Split the raw output into offsets and an activated mask (mmcv's layout)."""
+        """Split the raw output into offsets (bounded by ``max_offset`` if set) and an
+        activated mask (mmcv's layout)."""
         if not self.modulated:
-            return out, None
+            return self.bound(out), None
         o1, o2, mask = torch.chunk(out, 3, dim=1)
-        return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+        return self.bound(torch.cat((o1, o2), dim=1)), torch.sigmoid(mask)
+
+    def bound(self, offset: Tensor) -> Tensor:
+        """``max_offset * tanh(offset / max_offset)``, or ``offset`` without a bound."""
+        if self.max_offset is None:
+            return offset
+        return self.max_offset * torch.tanh(offset / self.max_offset)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, kernel_size={self.kernel_size}, '
                 f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
-                f'deform_groups={self.deform_groups}, modulated={self.modulated}')
+                f'deform_groups={self.deform_groups}, modulated={self.modulated}, '
+                f'max_offset={self.max_offset}')

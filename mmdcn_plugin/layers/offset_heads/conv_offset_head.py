@@ -18,6 +18,9 @@ class ConvOffsetHead(BaseOffsetHead):
         in_channels, kernel_size, stride, padding, dilation, deform_groups, modulated:
             the geometry of the deformable layer, passed by it.
         bias (bool): give the offset conv a bias (mmcv does). Default: True.
+        max_offset (float or None): smooth bound on |offset| in pixels,
+            ``max_offset * tanh(o / max_offset)`` (see :class:`BaseOffsetHead`).
+            Default: None, mmcv's unbounded head.
 
     Shapes:
         x (Tensor[N, in_channels, H, W]) -> offset (Tensor[N, 2*G*kh*kw, H_out, W_out]),
@@ -25,9 +28,9 @@ class ConvOffsetHead(BaseOffsetHead):
     """
 
     def __init__(self, in_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 deform_groups=1, modulated=True, bias=True):
+                 deform_groups=1, modulated=True, bias=True, max_offset=None):
         super().__init__(in_channels, kernel_size, stride, padding, dilation, deform_groups,
-                         modulated)
+                         modulated, max_offset)
         self.conv = ZeroInitConv2d(in_channels, self.out_channels, self.kernel_size,
                               stride=self.stride, padding=self.padding,
                               dilation=self.dilation, bias=bias)
