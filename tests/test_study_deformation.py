@@ -225,12 +225,20 @@ def test_the_report_pairs_each_level_with_its_own_plain_conv(tmp_path):
     assert cells[('strong', 'dcnv2')]['vs_baseline']['mean'] == pytest.approx(0.02)
     assert cells[('strong', 'dcnv2+ramp')]['vs_baseline']['mean'] == pytest.approx(0.1)
     assert ('none', 'dcnv2+ramp') not in cells   # not trained yet: no row, no error
+    # What freeing the offsets changes: ramp minus slow of the same level and seed.
+    freed = {(e['level'], e['variant']): e for e in summary['vs_slow']}
+    assert set(freed) == {('strong', 'dcnv2+ramp')} and freed[('strong', 'dcnv2+ramp')][
+        'vs'] == 'dcnv2'
+    assert freed[('strong', 'dcnv2+ramp')]['bbox_mAP']['mean'] == pytest.approx(0.08)
+    assert freed[('strong', 'dcnv2+ramp')]['bbox_mAP']['seeds'] == [0, 1]
+    assert set(freed[('strong', 'dcnv2+ramp')]['areas']) == {'rotate'}   # the fakes' one sweep
     assert {(g['level'], g['variant']) for g in summary['on_object_gap']} >= {
         ('strong', 'dcnv2+ramp'), ('none', 'dcnv2')}
     report = build_deformation_report(setup, results, date='2026-01-01')
     text = open(report).read()
     assert '10 of 12 runs finished' in text and '`ramp`: offset heads at the full rate' in text
     assert '| strong | DCNv2, ConvOffsetHead; offset heads at the full rate' in text
+    assert '## Freeing the offsets' in text and '+0.080' in text
     assert '+0.100' in text and (tmp_path / 'docs' / 'gain_by_level.png').read_bytes()[:4] == \
         b'\x89PNG'
     saved = json.loads((tmp_path / 'docs' / 'summary.json').read_text())

@@ -54,9 +54,11 @@ OFFSET_RECIPES = {
                  lr_mult=1.0, ramp=dict(delay=0, warmup=180)),
     'late': dict(label='offset heads at 0 for 2 epochs, then ramped to the full rate over '
                  'epoch 3', lr_mult=1.0, ramp=dict(delay=180, warmup=90)),
-    'ramp-max1': dict(label='as ramp, offsets bounded by 1 px (1 * tanh(o / 1))',
+    'ramp-max1': dict(label='offset heads at the full rate, ramped from 0 over epochs 1-2, '
+                      'offsets bounded by 1 px (tanh, per component)',
                       lr_mult=1.0, ramp=dict(delay=0, warmup=180), max_offset=1.0),
-    'ramp-max2': dict(label='as ramp, offsets bounded by 2 px (2 * tanh(o / 2))',
+    'ramp-max2': dict(label='offset heads at the full rate, ramped from 0 over epochs 1-2, '
+                      'offsets bounded by 2 px (2 tanh(o / 2), per component)',
                       lr_mult=1.0, ramp=dict(delay=0, warmup=180), max_offset=2.0),
 }
 #: The variants whose offset head is the ConvOffsetHead, which a recipe's ``max_offset``

@@ -11,11 +11,11 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from .aggregate import aggregate, check_same_recipe, on_object_gaps
+from .aggregate import aggregate, check_same_recipe, on_object_gaps, run_areas
 from .constants import (BASE_CONFIG, OFFSET_RECIPE, OFFSET_RECIPES, REPO_ROOT, STAGES,
                         variant_label)
 from .grid import StudySetup, variant_key
-from .stats import fmt, fmt_ci, summarize
+from .stats import fmt, fmt_ci, paired_difference, summarize
 
 
 def key_of(result: dict) -> str:
@@ -37,7 +37,10 @@ def summarize_levels(results: Sequence[dict], levels: Sequence[str],
         dict: ``untransformed``, ``areas``, ``offsets`` and ``cost`` as
         :func:`~.aggregate.aggregate` gives them, with ``arm`` holding the level and
         ``variant`` the variant key; ``on_object_gap`` per level, key and stage (learned
-        minus grid fraction on the object; upright and averaged over the rotations).
+        minus grid fraction on the object; upright and averaged over the rotations);
+        ``vs_slow`` per level and key with another offset recipe than ``slow``: its bbox
+        mAP and curve areas minus those of the same variant at ``slow``, paired by seed
+        (what freeing the offsets changes).
     """
     as_arms = [dict(r, arm=r.get('level') or 'moderate', variant=key_of(r)) for r in results]
     out = aggregate(as_arms, levels, keys)
@@ -52,7 +55,29 @@ def summarize_levels(results: Sequence[dict], levels: Sequence[str],
                                      upright=summarize([g[0] for g in found]),
                                      rotated=summarize([g[1] for g in found])))
     return dict(untransformed=out['untransformed'], areas=out['areas'],
-                offsets=out['offsets'], on_object_gap=gaps, cost=out['cost'])
+                offsets=out['offsets'], on_object_gap=gaps, vs_slow=_vs_slow(as_arms, levels, keys),
+                cost=out['cost'])
+
+
+def _vs_slow(results: Sequence[dict], levels: Sequence[str], keys: Sequence[str]) -> List[dict]:
+    out = []
+    for level in levels:
+        for key in keys:
+            variant, _, recipe = key.partition('+')
+            if not recipe or variant not in keys:
+                continue
+            mine = [r for r in results if (r['arm'], r['variant']) == (level, key)]
+            slow = [r for r in results if (r['arm'], r['variant']) == (level, variant)]
+            if not mine or not slow:
+                continue
+            final = [{r['seed']: r['final']['bbox_mAP'] for r in rs} for rs in (mine, slow)]
+            areas = [{r['seed']: run_areas(r) for r in rs} for rs in (mine, slow)]
+            out.append(dict(level=level, variant=key, vs=variant,
+                            bbox_mAP=paired_difference(*final),
+                            areas={t: paired_difference(*({s: a[t] for s, a in side.items()}
+                                                          for side in areas))
+                                   for t in sorted(next(iter(areas[0].values())))}))
+    return out
 
 
 def _delta(d: Optional[dict]) -> str:
@@ -85,6 +110,22 @@ def _table(summary: dict, levels: Sequence[str], keys: Sequence[str]) -> List[st
                 f'{fmt_ci(m["ci_low"], m["ci_high"])} | {_delta(e.get("vs_baseline"))} | '
                 + ' | '.join(_delta(areas.get(t)) for t in ('rotate', 'scale', 'shear'))
                 + ' | ' + (' / '.join(px.get(s, '—') for s in STAGES) if px else '—') + ' |')
+    return lines
+
+
+def _freed(summary: dict) -> List[str]:
+    if not summary['vs_slow']:
+        return []
+    lines = ['', '## Freeing the offsets', '',
+             'Each other offset recipe minus the same variant at `slow` (`lr_mult=0.1`), '
+             'paired by training seed [95 % CI].', '',
+             '| level | variant | n | Δ bbox mAP | Δ rotate area | Δ scale area | '
+             'Δ shear area |', '|---|---|---|---|---|---|---|']
+    for e in summary['vs_slow']:
+        lines.append(f'| {e["level"]} | {key_label(e["variant"])} | {e["bbox_mAP"]["n"]} | '
+                     f'{_delta(e["bbox_mAP"])} | '
+                     + ' | '.join(_delta(e['areas'].get(t)) for t in ('rotate', 'scale', 'shear'))
+                     + ' |')
     return lines
 
 
@@ -176,7 +217,7 @@ def build_deformation_report(setup: StudySetup, results: List[dict],
              'Offset recipes: ' + '; '.join(f'`{k}`: {OFFSET_RECIPES[k]["label"]}'
                                             for k in setup.offset_recipes) + '.', '',
              '![gain by level](gain_by_level.png)', '']
-    lines += _table(summary, setup.levels, keys) + _on_object(summary)
+    lines += _table(summary, setup.levels, keys) + _freed(summary) + _on_object(summary)
     os.makedirs(setup.docs_dir, exist_ok=True)
     report = osp.join(setup.docs_dir, 'results.md')
     with open(report, 'w') as f:
