@@ -151,10 +151,11 @@ def plot_gain(summary: dict, levels: Sequence[str], keys: Sequence[str]):
     fig = Figure(figsize=(10, 4.2), dpi=110)
     gain, move = fig.subplots(1, 2)
     xs = list(range(len(levels)))
-    for key in keys:
-        if key == 'baseline':
-            continue
-        pts = [(i, e['vs_baseline']) for i, level in enumerate(levels)
+    dcn = [k for k in keys if k != 'baseline']
+    for j, key in enumerate(dcn):
+        label = key if '+' in key else f'{key} (slow)'
+        dodge = (j - (len(dcn) - 1) / 2) * 0.05     # side by side, so the bars don't hide
+        pts = [(i + dodge, e['vs_baseline']) for i, level in enumerate(levels)
                for e in summary['untransformed']
                if (e['arm'], e['variant']) == (level, key) and e.get('vs_baseline')]
         if pts:
@@ -162,12 +163,12 @@ def plot_gain(summary: dict, levels: Sequence[str], keys: Sequence[str]):
             m = [d['mean'] for _, d in pts]
             err = [[d['mean'] - d['ci_low'] if d['ci_low'] is not None else 0 for _, d in pts],
                    [d['ci_high'] - d['mean'] if d['ci_high'] is not None else 0 for _, d in pts]]
-            gain.errorbar(x, m, yerr=err, marker='o', capsize=4, label=key)
+            gain.errorbar(x, m, yerr=err, marker='o', capsize=4, label=label)
         px = [(i, [e['mean_px']['mean'] for e in summary['offsets']
                    if (e['arm'], e['variant']) == (level, key)]) for i, level in enumerate(levels)]
         px = [(i, sum(v) / len(v)) for i, v in px if v]
         if px:
-            move.plot([i for i, _ in px], [v for _, v in px], marker='o', label=key)
+            move.plot([i for i, _ in px], [v for _, v in px], marker='o', label=label)
     gain.axhline(0, color='grey', linewidth=0.8)
     for ax, title in ((gain, 'DCN minus plain conv, bbox mAP (95 % CI)'),
                       (move, 'mean |offset| over c3-c5 (px of the input map)')):
