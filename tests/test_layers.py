@@ -99,7 +99,7 @@ def test_max_offset_bounds_offsets_smoothly():
 
 @pytest.mark.parametrize('modulated', [True, False], ids=['dcnv2', 'dcnv1'])
 def test_conv_offset_head_max_offset_bounds_only_the_offsets(modulated):
-    # The classic head has the same bound (the study's `bounded` offset recipe uses it);
+    # The classic head has the same bound (the study's `ramp-max1` offset recipe uses it);
     # the mask logits are left alone.
     head = ConvOffsetHead(4, 3, padding=1, modulated=modulated, max_offset=1.0)
     free = ConvOffsetHead(4, 3, padding=1, modulated=modulated)

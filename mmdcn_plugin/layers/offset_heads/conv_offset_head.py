@@ -18,7 +18,7 @@ class ConvOffsetHead(BaseOffsetHead):
         in_channels, kernel_size, stride, padding, dilation, deform_groups, modulated:
             the geometry of the deformable layer, passed by it.
         bias (bool): give the offset conv a bias (mmcv does). Default: True.
-        max_offset (float or None): smooth bound on |offset| in pixels,
+        max_offset (float or None): smooth bound on each offset component in pixels,
             ``max_offset * tanh(o / max_offset)`` (see :class:`BaseOffsetHead`).
             Default: None, mmcv's unbounded head.
 
