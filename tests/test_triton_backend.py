@@ -291,17 +291,22 @@ def test_layer_contract(dtype):
 
 
 @kernels
-def test_deterministic_backward_is_bitwise_reproducible():
+def test_deterministic_backward_is_bitwise_reproducible(monkeypatch):
+    from mmdcn_plugin.ops import deform_conv as op_module
+    monkeypatch.setattr(op_module, '_warned_nondeterministic', False)  # warns once a process
     problem = make_problem(**GEOMETRIES['c24-dg3-o20'])
     default = _run('triton', problem, torch.float32, DEVICE)[1]
     torch.use_deterministic_algorithms(True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('error')  # no "not reproducible" warning for triton
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
             first = _run('triton', problem, torch.float32, DEVICE)[1]
             second = _run('triton', problem, torch.float32, DEVICE)[1]
     finally:
         torch.use_deterministic_algorithms(False)
+    # No "not bitwise reproducible" warning for triton (other warnings, e.g. numpy's
+    # deprecations inside an older Triton's interpreter, are not the op's business).
+    assert not [w for w in caught if 'reproducible' in str(w.message)], caught
     for name in first:
         assert torch.equal(first[name], second[name]), name
         # The fixed-point scatter agrees with the fp32 atomics to fp32 precision.
