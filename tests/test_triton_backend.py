@@ -372,6 +372,46 @@ def test_tf32_only_when_pytorch_allows_it():
         torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@kernels
+def test_tile_sweep_reports_every_candidate_and_keeps_rows_when_cut_short(monkeypatch,
+                                                                         tmp_path):
+    """The tile sweep (``triton.tune``) on the 'tiny' shape: a row per candidate, a
+    failing candidate (a channel block that is no power of two) recorded as NaN and
+    never chosen, the op timed with the fastest tiles, the JSON rewritten after every
+    row, and the tile overrides gone afterwards, also when the run fails midway."""
+    import json
+    import math
+    from mmdcn_plugin.ops.backends.triton import launch, tune
+    from mmdcn_plugin.ops.backends.triton.launch import Tiles
+
+    good, bad = Tiles(32, 16, 16, 1, 1), Tiles(32, 16, 24, 1, 1)
+    monkeypatch.setattr(tune, 'CANDIDATES', {'forward': [good, bad], 'data': [good],
+                                             'weight': [good]})
+    out = tmp_path / 'tune.json'
+    tune.main(['--device', DEVICE.type, '--shapes', 'tiny', '--dtypes', 'fp32',
+               '--iters', '1', '--json', str(out)])
+    rows = json.loads(out.read_text())['results']
+    sweep = [(r['kernel'], tuple(r['tiles']), math.isnan(r['ms'])) for r in rows[:-1]]
+    assert sweep == [('forward', tuple(good), False), ('forward', tuple(bad), True),
+                     ('data', tuple(good), False), ('weight', tuple(good), False)]
+    assert rows[1]['note']  # why it failed
+    op = rows[-1]
+    assert op['kernel'] == 'op' and op['best_tiles'] == {k: list(good) for k in
+                                                           ('forward', 'data', 'weight')}
+    assert op['triton_train_ms'] > 0 and op['forward_vs_conv'] > 0
+    assert launch.TILE_OVERRIDES == {}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError('cut short')
+    monkeypatch.setattr(tune, '_whole_op', fail)
+    out.unlink()
+    with pytest.raises(RuntimeError, match='cut short'):
+        tune.main(['--device', DEVICE.type, '--shapes', 'tiny', '--dtypes', 'fp32',
+                   '--kernels', 'forward', '--iters', '1', '--json', str(out)])
+    assert len(json.loads(out.read_text())['results']) == 2  # the sweep's rows survive
+    assert launch.TILE_OVERRIDES == {}
+
+
 # --- compiled for the GPU, on a machine without one -------------------------------------
 
 def _compile_for(kernel_name, dtype, capability, **overrides):

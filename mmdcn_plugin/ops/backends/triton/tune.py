@@ -2,6 +2,7 @@
 
     python -m mmdcn_plugin.ops.backends.triton.tune [--dtypes fp16,bf16,fp32]
         [--shapes c3,c4,c5] [--kernels forward,data,weight] [--iters 10] [--json PATH]
+        [--device cuda]
 
 For each dtype, shape and kernel it times every candidate of :data:`CANDIDATES`
 (through :data:`.launch.TILE_OVERRIDES`, so exactly the launches the backend makes),
@@ -12,18 +13,19 @@ Median of CUDA-event timings; TF32 follows ``torch.backends.cuda.matmul.allow_tf
 3x3 DCNv2 layers of ResNet-50's c3-c5 on a batch-2 800x1216 training batch.
 
 The fastest tiles found are what :func:`.launch.choose_tiles` should return: this
-tool only reports them.  ``--shapes tiny`` with ``TRITON_INTERPRET=1`` exercises the
-code on the CPU (timings meaningless).
+tool only reports them.  ``--shapes tiny --device cpu`` with ``TRITON_INTERPRET=1``
+exercises the code on the CPU (timings meaningless; ``tests/test_triton_backend.py``
+does).
 """
 import argparse
-import json
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
+from ....utils import write_json_atomic
 from ...checks import check_deform_conv2d_args
 from . import launch
 from .function import TritonDeformConv
@@ -86,7 +88,14 @@ def problem(shape, dtype, device):
 
 
 def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
-         device: torch.device) -> Dict:
+         device: torch.device, json_path: Optional[str] = None) -> Dict:
+    """Time every candidate of every kernel, then the op with the fastest ones.
+
+    Returns the report (also written to ``json_path``, when given, after every row,
+    so a run cut short keeps what it measured).  A candidate that fails (no fit in
+    shared memory, a compile error) is a row with ``ms`` NaN and a note, never the
+    fastest.
+    """
     measure = timer(device, iters)
     report = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
               'torch': torch.__version__, 'tf32_matmul': torch.backends.cuda.matmul.allow_tf32,
@@ -114,16 +123,25 @@ def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
                         note = ''
                     row = dict(dtype=dname, shape=sname, kernel=kernel, tiles=list(tiles),
                                ms=ms, note=note)
-                    report['results'].append(row)
+                    _add_row(report, row, json_path)
                     print(f'{dname} {sname} {kernel:7s} {tuple(tiles)}: {ms:.4f} ms {note}',
                           flush=True)
                     if ms == ms and (kernel not in best or ms < best[kernel][1]):
                         best[kernel] = (tiles, ms)
                 TILE_OVERRIDES.pop(kernel, None)
-            report['results'].append(_whole_op(measure, x, offset, mask, weight, grad_out, geo,
-                                               dname, sname, best))
-    TILE_OVERRIDES.clear()
+            try:
+                row = _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname,
+                                sname, best)
+            finally:
+                TILE_OVERRIDES.clear()
+            _add_row(report, row, json_path)
     return report
+
+
+def _add_row(report: Dict, row: Dict, json_path: Optional[str]) -> None:
+    report['results'].append(row)
+    if json_path:
+        write_json_atomic(json_path, report)
 
 
 def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, best) -> Dict:
@@ -174,21 +192,22 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
     return row
 
 
-def main(argv=None) -> Dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dtypes', default='fp16,bf16,fp32')
     parser.add_argument('--shapes', default='c3,c4,c5')
     parser.add_argument('--kernels', default='forward,data,weight')
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--device', default='cuda')
-    parser.add_argument('--json', default=None, help='also write the report here')
-    args = parser.parse_args(argv)
-    report = tune(args.dtypes.split(','), args.shapes.split(','), args.kernels.split(','),
-                  args.iters, torch.device(args.device))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=1)
-    return report
+    parser.add_argument('--json', default=None,
+                        help='also write the report here (after every row)')
+    return parser
+
+
+def main(argv=None) -> Dict:
+    args = build_parser().parse_args(argv)
+    return tune(args.dtypes.split(','), args.shapes.split(','), args.kernels.split(','),
+                args.iters, torch.device(args.device), json_path=args.json)
 
 
 if __name__ == '__main__':
