@@ -15,7 +15,8 @@ command that calls
 * ``make TARGET [VAR=VALUE]``: the target is in the Makefile, each variable is read by
   the Makefile or ``tools/setup_env.sh``, and a tool the recipe calls is checked with
   the variables given (``make study STUDY_ARGS=--quick`` parses ``tools/study.py --quick``);
-* ``python -m MODULE``: the module can be found.
+* ``python -m MODULE``: the module can be found; a module of this package with a
+  ``build_parser()`` must accept the command's flags.
 
 Config paths in those commands must exist (relative to the repository root or to the
 page), and so must every repository path written as inline code (``configs/...``,
@@ -346,6 +347,17 @@ def _expand_make(line: str, values: dict) -> str:
     return line
 
 
+def module_flag_problems(name: str, args: List[str]) -> List[str]:
+    """The flags of ``python -m name ...`` against the module's ``build_parser()``, for
+    this package's modules that have one (others: only that the module exists)."""
+    if not name.startswith('mmdcn_plugin.'):
+        return []
+    parser_fn = getattr(importlib.import_module(name), 'build_parser', None)
+    if parser_fn is None:
+        return []
+    return [f'python -m {name}: {p}' for p in flag_problems(parser_fn(), args)]
+
+
 def check_command(cmd: Command, inline: bool, page: str) -> List[str]:
     """What is wrong with one command ([] when nothing is)."""
     if cmd.kind == 'module':
@@ -353,7 +365,9 @@ def check_command(cmd: Command, inline: bool, page: str) -> List[str]:
             found = importlib.util.find_spec(cmd.name) is not None
         except (ImportError, ValueError):
             found = False
-        return [] if found else [f'python -m {cmd.name}: no module {cmd.name!r}']
+        if not found:
+            return [f'python -m {cmd.name}: no module {cmd.name!r}']
+        return module_flag_problems(cmd.name, cmd.args)
     if cmd.kind == 'make':
         return check_make(cmd.args, page)
     return check_tool(cmd.name, cmd.args, inline, page)
@@ -585,6 +599,8 @@ def test_checker_accepts_true_commands_and_synopses():
     ('`make study NO_SUCH_VAR=1`', 'reads NO_SUCH_VAR'),
     ('`make study STUDY_ARGS=--no-such-flag`', 'make study runs'),
     ('`python -m no_such_module_here`', "no module 'no_such_module_here'"),
+    ('`python -m mmdcn_plugin.ops.backends.triton.tune --dtype fp16`',
+     '--dtype is not an option'),
     ('see `mmdcn_plugin/no_such_file.py`', 'does not exist'),
 ])
 def test_checker_finds_a_bad_command(markdown, expected):
