@@ -380,8 +380,8 @@ def ops_summary(rows: List[dict]) -> str:
 
     One line per backend and mode: the geometric mean over shapes of mmcv's time /
     the backend's time, and the backend's largest time / mmcv's time over the shapes
-    (for ``plugin:auto`` on CUDA, which runs mmcv's kernel, that is the wrapper's
-    overhead).
+    (for ``plugin:mmcv``, which runs mmcv's kernel, that is the wrapper's overhead;
+    ``plugin:auto`` on CUDA runs ``triton`` where Triton imports, else mmcv's kernel).
     """
     ok = [r for r in rows if 'error' not in r]
     cands = list(dict.fromkeys(r['candidate'] for r in ok))
