@@ -194,6 +194,28 @@ def test_kernels_under_the_interpreter(request):
     assert ' passed' in run.stdout and ' failed' not in run.stdout, run.stdout[-3000:]
 
 
+@pytest.mark.skipif(INTERPRETING or ON_GPU, reason='the op and layer tests take triton '
+                    'in this process')
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+def test_op_and_layer_suites_take_triton_under_the_interpreter():
+    """The op's and the layer's own tests, which run every backend that takes the
+    device's tensors, with ``triton`` among them (under the interpreter it takes CPU
+    tensors): what the GPU check's ``tests`` step asks of it on CUDA."""
+    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
+    probe = subprocess.run(
+        [sys.executable, '-c', 'from mmdcn_plugin.ops.backends import BACKENDS; '
+         "print(BACKENDS['triton'].available())"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip().endswith('True'), probe.stdout + probe.stderr
+    run = subprocess.run(
+        [sys.executable, '-m', 'pytest', 'tests/test_deform_conv_op.py',
+         'tests/test_layers.py', '-q', '-p', 'no:cacheprovider',
+         '-W', 'ignore::DeprecationWarning'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert ' passed' in run.stdout and ' failed' not in run.stdout, run.stdout[-3000:]
+
+
 # --- the kernels: in this process on a GPU or under the interpreter --------------------
 
 @kernels
