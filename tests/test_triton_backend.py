@@ -30,6 +30,7 @@ from test_deform_conv_op import BORDER_POINTS, GEOMETRIES as OP_GEOMETRIES, _bor
 from mmdcn_plugin.ops import deform_conv2d, deform_conv2d_reference
 from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl, resolve_backend
 from mmdcn_plugin.ops.backends import triton as triton_backend
+from mmdcn_plugin.ops.backends.triton import probe as triton_probe
 
 HAS_TRITON = triton_backend.triton_importable()
 INTERPRETING = triton_backend.interpreting()  # TRITON_INTERPRET=1 in this process
@@ -127,9 +128,25 @@ def test_auto_on_cuda_prefers_triton_then_mmcv_then_fast(monkeypatch, mmcv_cuda)
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: mmcv_cuda)
     cuda = torch.device('cuda')
     monkeypatch.setitem(BACKENDS, 'triton', BACKENDS['triton']._replace(available=lambda: True))
+    monkeypatch.setattr(triton_probe, 'triton_cuda_usable', lambda: True)
     assert resolve_backend('auto', cuda) == 'triton'
+    # Triton imports, but its kernels failed the probe on this GPU.
+    monkeypatch.setattr(triton_probe, 'triton_cuda_usable', lambda: False)
+    assert resolve_backend('auto', cuda) == ('mmcv' if mmcv_cuda else 'fast')
+    assert resolve_backend('triton', cuda) == 'triton'  # asked by name: still runs
     monkeypatch.setitem(BACKENDS, 'triton', BACKENDS['triton']._replace(available=lambda: False))
     assert resolve_backend('auto', cuda) == ('mmcv' if mmcv_cuda else 'fast')
+
+
+def test_triton_probe_needs_a_gpu():
+    triton_probe.triton_cuda_usable.cache_clear()
+    try:
+        assert triton_probe.triton_cuda_usable() == (HAS_TRITON and torch.cuda.is_available()
+                                                     and triton_probe.triton_cuda_usable())
+        if not torch.cuda.is_available():
+            assert triton_probe.triton_cuda_usable() is False
+    finally:
+        triton_probe.triton_cuda_usable.cache_clear()
 
 
 def test_package_works_without_triton():
@@ -392,6 +409,34 @@ def test_tf32_only_when_pytorch_allows_it():
         assert dot_precision(x.half()) is None
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@kernels
+def test_probe_passes_the_kernels_and_catches_failures_and_wrong_numbers(monkeypatch):
+    """The probe 'auto' runs before taking triton on a GPU: right kernels pass without a
+    warning; a kernel that raises, or a wrong output or gradient, fails with a warning
+    that says which."""
+    from mmdcn_plugin.ops.backends.triton import launch
+    # The probe's own 64 channels on a GPU; 16 under the interpreter (quicker).
+    channels = triton_probe.PROBE_CHANNELS if ON_GPU else 16
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)
+        assert triton_probe.triton_kernels_run_on(DEVICE, channels) is True
+        # The first 'auto' call of an evaluation comes inside inference_mode.
+        with torch.inference_mode(), torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            assert triton_probe.triton_kernels_run_on(DEVICE, channels) is True
+
+    def out_of_resources(*args, **kwargs):
+        raise RuntimeError('out of resource: shared memory')
+    forward, backward_weight = launch.forward, launch.backward_weight
+    cases = [('forward', out_of_resources, r'failed \(RuntimeError: out of resource'),
+             ('forward', lambda *a: 1.05 * forward(*a), 'wrong output'),
+             ('backward_weight', lambda *a: backward_weight(*a).flip(0), 'wrong grad weight')]
+    for name, broken, message in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(launch, name, broken)
+            with pytest.warns(RuntimeWarning, match=message):
+                assert triton_probe.triton_kernels_run_on(DEVICE, channels) is False
 
 
 @kernels

@@ -14,6 +14,7 @@ from . import mmcv_impl
 from .mmcv_impl import deform_conv2d_mmcv, mmcv_ops_available
 from .torch_impl import deform_conv2d_torch
 from .triton import deform_conv2d_triton, triton_available, triton_devices
+from .triton import probe as triton_probe
 
 ENV_VAR = 'MMDCN_BACKEND'
 
@@ -51,8 +52,10 @@ BACKENDS: Dict[str, Backend] = {
 
 # What 'auto' picks on the CPU, best first, among the available backends ('cpp' only
 # when the extension was built and MMDCN_DISABLE_EXT is unset).  On CUDA tensors it
-# takes 'triton' when Triton imports, else mmcv's CUDA kernels when mmcv was compiled
-# with CUDA, else 'fast'; never 'triton' on the CPU (only its interpreter runs there).
+# takes 'triton' when Triton imports and its kernels pass a probe on the GPU
+# (triton/probe.py), else mmcv's CUDA kernels when mmcv was compiled with CUDA (and
+# passes its own probe), else 'fast'; never 'triton' on the CPU (only its interpreter
+# runs there).
 AUTO_CPU = ('cpp', 'fast', 'torch', 'mmcv')
 
 
@@ -76,7 +79,7 @@ def resolve_backend(name, device: torch.device) -> str:
         raise TypeError(f'backend must be a string or None, got {type(name).__name__}')
     if name == 'auto':
         if device.type == 'cuda':
-            if BACKENDS['triton'].available():
+            if BACKENDS['triton'].available() and triton_probe.triton_cuda_usable():
                 return 'triton'
             return 'mmcv' if mmcv_impl.mmcv_cuda_available() else 'fast'
         for candidate in AUTO_CPU:
