@@ -208,6 +208,36 @@ def test_the_environment_never_asks_mmcv_for_its_build_info(tmp_path, monkeypatc
     assert saved['backends']['cpu']['auto'].startswith('picks ')
 
 
+def test_a_failed_probe_says_why_auto_took_another_backend(monkeypatch):
+    """On a GPU where the Triton kernels fail their probe, the environment says so and
+    why, and the report carries the reason whole (not cut to a table cell's 80
+    characters, and without a '|' to break the table)."""
+    import warnings
+
+    import torch
+    from mmdcn_plugin.benchmark import gpu_environment
+    from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl
+    from mmdcn_plugin.ops.backends.triton import probe
+
+    reason = ("this package's Triton deformable-convolution kernels failed (CompilationError: "
+              "a|b at 12:4) on a probe on cuda:0: 'auto' takes another backend")
+
+    def failing_probe():
+        warnings.warn(reason, RuntimeWarning)
+        return False
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(probe, 'triton_cuda_usable', failing_probe)
+    monkeypatch.setitem(BACKENDS, 'triton', BACKENDS['triton']._replace(
+        available=lambda: True, devices=lambda: ('cuda',)))
+    monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)
+    table = gpu_environment.backends_by_device()['cuda']
+    assert table['auto'] == 'picks fast' and table['triton'] == 'runs'
+    assert table['probes'] == reason
+    lines = gpu_check._env_lines({'backends': {'cuda': table}})
+    row = next(ln for ln in lines if ln.startswith('| failed probes on cuda |'))
+    assert reason.replace('|', '/') in row and row.count('|') == 3
+
+
 def test_the_commit_comes_from_git_or_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv('MMDCN_GIT_COMMIT', 'abc123')
     assert gpu_check.git_commit(str(tmp_path)) == 'abc123'  # no .git in tmp_path

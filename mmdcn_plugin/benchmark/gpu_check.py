@@ -335,9 +335,14 @@ def _env_lines(env: Optional[dict]) -> List[str]:
                      f"(float32 matmul precision {tf32.get('float32_matmul_precision')}), "
                      f"cudnn.benchmark={tf32.get('cudnn_benchmark')}")]
     for device, table in (env.get('backends') or {}).items():
+        table = dict(table)
+        probes = table.pop('probes', None)
         rows.append((f'backends on {device}', '; '.join(f'{k}: {v[:80]}'
                                                         for k, v in table.items())))
-    return ['| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows] + ['']
+        if probes:  # why 'auto' passed a backend over: whole
+            rows.append((f'failed probes on {device}', probes))
+    return ['| | |', '|---|---|'] + [f"| {k} | {str(v).replace('|', '/')} |"
+                                     for k, v in rows] + ['']
 
 
 def render_report(state: dict) -> str:

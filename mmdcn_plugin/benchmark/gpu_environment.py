@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import subprocess
+import warnings
 from typing import Dict, Optional, Sequence
 
 from ..utils import write_text_atomic
@@ -72,8 +73,9 @@ def collect_environment(root: str) -> dict:
 
 def backends_by_device() -> Dict[str, Dict[str, str]]:
     """device -> backend -> ``'runs'`` or why not, by the public resolver (on CUDA that
-    runs mmcv's probe: a crash there ends this process, which is why the environment
-    is collected in a subprocess); and what ``'auto'`` picks."""
+    runs the Triton and mmcv probes: a crash there ends this process, which is why the
+    environment is collected in a subprocess); what ``'auto'`` picks; and, under
+    ``'probes'``, the warnings of a probe that failed (why ``'auto'`` took another)."""
     import torch
 
     from ..ops.backends import BACKENDS, resolve_backend
@@ -82,12 +84,17 @@ def backends_by_device() -> Dict[str, Dict[str, str]]:
     for device in devices:
         dev = torch.device(device)
         table = {}
-        for name in list(BACKENDS) + ['auto']:
-            try:
-                picked = resolve_backend(name, dev)
-                table[name] = 'runs' if name != 'auto' else f'picks {picked}'
-            except (RuntimeError, ValueError) as e:
-                table[name] = f'no: {e}'
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', RuntimeWarning)
+            for name in ['auto'] + list(BACKENDS):  # 'auto' first: it runs the probes
+                try:
+                    picked = resolve_backend(name, dev)
+                    table[name] = 'runs' if name != 'auto' else f'picks {picked}'
+                except (RuntimeError, ValueError) as e:
+                    table[name] = f'no: {e}'
+        probes = [str(w.message) for w in caught if 'probe' in str(w.message)]
+        if probes:
+            table['probes'] = '; '.join(probes)
         out[device] = table
     return out
 
