@@ -149,6 +149,22 @@ def test_triton_probe_needs_a_gpu():
         triton_probe.triton_cuda_usable.cache_clear()
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+@pytest.mark.parametrize('argv, message', [
+    (['--dtypes', 'fp16,fp8'], '--dtypes: expected a comma-separated list of fp16, bf16, '
+                              'fp32; got fp8'),
+    (['--shapes', 'c6'], '--shapes: expected a comma-separated list of c3, c4, c5, tiny; '
+                         'got c6'),
+    (['--kernels', 'forwards'], '--kernels: expected a comma-separated list of forward, '
+                                'data, weight; got forwards')])
+def test_tile_sweep_refuses_unknown_names(argv, message, capsys):
+    from mmdcn_plugin.ops.backends.triton import tune
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_package_works_without_triton():
     """With ``import triton`` failing, the op imports and the backend is unavailable."""
     code = (

@@ -205,9 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> Dict:
-    args = build_parser().parse_args(argv)
-    return tune(args.dtypes.split(','), args.shapes.split(','), args.kernels.split(','),
-                args.iters, torch.device(args.device), json_path=args.json)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    lists = {}
+    for flag, known in (('dtypes', DTYPES), ('shapes', SHAPES), ('kernels', CANDIDATES)):
+        given = getattr(args, flag).split(',')
+        unknown = [v for v in given if v not in known]
+        if unknown:
+            parser.error(f'--{flag}: expected a comma-separated list of '
+                         f'{", ".join(known)}; got {", ".join(unknown)}')
+        lists[flag] = given
+    return tune(lists['dtypes'], lists['shapes'], lists['kernels'], args.iters,
+                torch.device(args.device), json_path=args.json)
 
 
 if __name__ == '__main__':
