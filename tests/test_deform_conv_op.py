@@ -15,7 +15,7 @@ from helpers import (backends_on, make_problem, on_device, on_fake_cuda, output_
                      skip_unless_runs_on, tensors_of)
 from mmdcn_plugin.ops import (available_backends, deform_conv2d, deform_conv2d_reference,
                               inside_image, sampling_points)
-from mmdcn_plugin.ops.backends import BACKENDS, mmcv_impl
+from mmdcn_plugin.ops.backends import BACKENDS, mmcv_function, mmcv_impl
 
 HAS_MMCV = mmcv_impl.mmcv_ops_available()
 needs_mmcv = pytest.mark.skipif(not HAS_MMCV, reason="mmcv's compiled ops are not built")
@@ -261,9 +261,9 @@ def test_batch_sizes_never_refused(backend, modulated, device):
 
 def test_im2col_step_divides_batch():
     for batch in (1, 2, 31, 32, 33, 64, 97, 128):
-        step = mmcv_impl.im2col_step_for(batch)
+        step = mmcv_function.im2col_step_for(batch)
         assert batch % step == 0 and 1 <= step <= 32
-    assert mmcv_impl.im2col_step_for(33) == 11
+    assert mmcv_function.im2col_step_for(33) == 11
 
 
 @pytest.mark.parametrize('backend', BACKEND_NAMES)

@@ -1,7 +1,9 @@
 """mmcv's compiled deformable-convolution kernels (CPU, and CUDA on GPU).
 
 mmcv is imported on first use only, so the package imports where mmcv's ops were
-not built.  This wrapper feeds the kernels only what they handle correctly:
+not built.  The kernels are called through this package's own autograd Functions
+(:mod:`.mmcv_function`: mmcv's numbers, less per-call cost), which get only what the
+kernels handle correctly:
 
 * DCNv1's kernel asserts ``batch % im2col_step == 0``; the step is chosen as the
   largest divisor of the batch not above 32, so no batch size is refused.
@@ -27,9 +29,8 @@ import torch
 from torch import Tensor
 
 from ..checks import DeformGeometry
+from .mmcv_function import DeformConvMMCV, ModulatedDeformConvMMCV
 from .torch_impl import deform_conv2d_torch
-
-MAX_IM2COL_STEP = 32
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,28 +133,9 @@ def mmcv_devices() -> Tuple[str, ...]:
     return ('cpu', 'cuda') if mmcv_cuda_available() else ('cpu',)
 
 
-def im2col_step_for(batch: int, limit: int = MAX_IM2COL_STEP) -> int:
-    """Largest divisor of ``batch`` that is at most ``limit`` (DCNv1 needs one)."""
-    for step in range(min(batch, limit), 0, -1):
-        if batch % step == 0:
-            return step
-    return 1
-
-
-def sanitize_offset(offset: Tensor, geo: DeformGeometry) -> Tensor:
-    """Map non-finite and huge offsets to a finite value outside the image.
-
-    Any |offset| >= ``far`` already puts the point outside (-1, H) x (-1, W) for every
-    output position, so clamping there changes no sample and no gradient.
-    """
-    far = 2.0 * (max(geo.height, geo.width) + max(geo.padding)
-                 + max(geo.dilation) * max(geo.kernel) + 2)
-    return torch.nan_to_num(offset, nan=far, posinf=far, neginf=-far).clamp(-far, far)
-
-
 def deform_conv2d_mmcv(input: Tensor, offset: Tensor, weight: Tensor, bias: Optional[Tensor],
                        mask: Optional[Tensor], geo: DeformGeometry) -> Tensor:
-    """Deformable convolution through mmcv's ``deform_conv2d``/``modulated_deform_conv2d``."""
+    """Deformable convolution through mmcv's kernels (:mod:`.mmcv_function`)."""
     if geo.height < geo.kernel[0] or geo.width < geo.kernel[1]:
         return deform_conv2d_torch(input, offset, weight, bias, mask, geo)
     out_dtype = input.dtype
@@ -161,21 +143,13 @@ def deform_conv2d_mmcv(input: Tensor, offset: Tensor, weight: Tensor, bias: Opti
         input, offset, weight = input.float(), offset.float(), weight.float()
         bias = bias.float() if bias is not None else None
         mask = mask.float() if mask is not None else None
-
-    from mmcv.ops import deform_conv2d as mmcv_deform_conv2d
-    from mmcv.ops import modulated_deform_conv2d as mmcv_modulated_deform_conv2d
-
-    input, weight = input.contiguous(), weight.contiguous()
-    offset = sanitize_offset(offset, geo).contiguous()
+    input, offset, weight = input.contiguous(), offset.contiguous(), weight.contiguous()
     if mask is None:
-        out = mmcv_deform_conv2d(input, offset, weight, geo.stride, geo.padding, geo.dilation,
-                                 geo.groups, geo.deform_groups, False,
-                                 im2col_step_for(geo.batch))
+        out = DeformConvMMCV.apply(input, offset, weight, geo)
         if bias is not None:
             out = out + bias.view(1, -1, 1, 1)
     else:
-        out = mmcv_modulated_deform_conv2d(input, offset, mask.contiguous(), weight,
-                                           bias.contiguous() if bias is not None else None,
-                                           geo.stride, geo.padding, geo.dilation,
-                                           geo.groups, geo.deform_groups)
-    return out.to(out_dtype)
+        out = ModulatedDeformConvMMCV.apply(
+            input, offset, mask.contiguous(), weight,
+            bias.contiguous() if bias is not None else None, geo)
+    return out if out.dtype == out_dtype else out.to(out_dtype)
