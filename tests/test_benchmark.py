@@ -357,6 +357,38 @@ def test_overhead_rows_and_the_noop_backend_leaves_no_trace():
     assert table.count('\n') == len(rows) + 1 and '| dispatch only |' in table
 
 
+def test_overhead_backward_rows_time_forward_and_backward(monkeypatch):
+    """With backward=True every row runs once more in a forward+backward mode, whose
+    runs call .backward() and whose ratios are to that mode's raw mmcv row."""
+    from mmdcn_plugin.benchmark import overhead
+    real_backward = torch.Tensor.backward
+    calls = []
+
+    def counted(self, *args, **kwargs):
+        calls.append(tuple(self.shape))
+        return real_backward(self, *args, **kwargs)
+    monkeypatch.setattr(torch.Tensor, 'backward', counted)
+    with overhead.noop_backend():
+        runs = overhead.overhead_runs('cpu', (1, 4, 5, 5), backward=True)
+        for run in runs.values():
+            run()
+    assert calls == [(1, 4, 5, 5)] * len(runs)
+    calls.clear()
+    with overhead.noop_backend():
+        for run in overhead.overhead_runs('cpu', (1, 4, 5, 5)).values():
+            run()
+    assert calls == []
+
+    rows = overhead.run_overhead(number=2, rounds=1, backward=True)
+    half = len(rows) // 2
+    assert [r['mode'] for r in rows] == ['forward'] * half + ['forward+backward'] * half
+    assert [r['row'] for r in rows[:half]] == [r['row'] for r in rows[half:]]
+    for part in (rows[:half], rows[half:]):
+        if part[0]['row'] == 'mmcv raw':
+            assert part[0]['vs_mmcv_raw'] == 1.0
+    assert '| forward+backward |' in overhead.overhead_table(rows)
+
+
 def test_outputs_without_matplotlib_keep_the_numbers(tmp_path, monkeypatch):
     """The lent GPU machine may have no matplotlib: the JSON and CSV are still written."""
     import builtins

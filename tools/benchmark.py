@@ -25,7 +25,7 @@ deformable layers removed, unless ``--baseline`` names another config) and of th
 ``--synthetic H W`` times a random batch of that size instead of the config's
 training data; ``--amp`` is mmdet's mixed precision (CUDA).
 
-    python tools/benchmark.py overhead [--device cpu|cuda] --out-dir DIR
+    python tools/benchmark.py overhead [--device cpu|cuda] [--backward] --out-dir DIR
 
 ``overhead`` times the op's wrapper per call on tiny tensors, where the host's work is
 all there is: mmcv's raw kernel, our mmcv backend function, ``deform_conv2d`` with
@@ -89,6 +89,8 @@ def parse_args(argv=None):
     overhead.add_argument('--number', type=int, default=2000, help='calls per timed round')
     overhead.add_argument('--repeat', type=int, default=9, help='timed rounds (the min counts)')
     overhead.add_argument('--threads', type=int, default=1, help='torch threads (default: 1)')
+    overhead.add_argument('--backward', action='store_true',
+                          help='also time every row forward+backward')
     overhead.add_argument('--out-dir', required=True)
     infer = sub.add_parser('infer', help='time inference of the op under every runtime')
     infer.add_argument('--shapes', nargs='+', choices=sorted(INFER_SHAPES),
@@ -173,7 +175,8 @@ def main(argv=None):
                        on_rows=lambda rows: write_partial(rows, args.out_dir, 'ops', machine))
         table, summary = ops_table(rows), ops_summary(rows)
     elif args.cmd == 'overhead':
-        rows = run_overhead(device=args.device, number=args.number, rounds=args.repeat, log=log)
+        rows = run_overhead(device=args.device, number=args.number, rounds=args.repeat, log=log,
+                            backward=args.backward)
         table, summary = overhead_table(rows), ''
     elif args.cmd == 'infer':
         rows = run_infer_ops(shapes=args.shapes, threads=args.threads, repeat=args.repeat,

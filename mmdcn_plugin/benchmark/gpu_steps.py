@@ -13,7 +13,8 @@ DCN_CONFIG = 'configs/faster_rcnn/faster-rcnn_r50-dcnv2-c3-c5_fpn_1x_coco.py'
 MMDET_DCN_CONFIGS = ('mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py',
                      'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
 DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_capability_probe.py',
-                 'tests/test_deform_conv_op.py', 'tests/test_layers.py')
+                 'tests/test_deform_conv_op.py', 'tests/test_mmcv_function.py',
+                 'tests/test_layers.py')
 TRITON_TESTS = ('tests/test_triton_backend.py',)
 OP_DTYPES = ('float32', 'float16', 'bfloat16')
 DEFAULT_BUDGET_S = 390.0
@@ -155,8 +156,8 @@ def default_steps(root: str, out_dir: str, work_dir: str, python: str = sys.exec
         _ops_step('ops-float32', 'the op, float32', python, bench, out_dir, 'float32',
                   op_repeat, 75),
         Step('overhead', "the op wrapper's cost per call over mmcv's (tiny tensors)", [
-            python, bench, 'overhead', '--device', 'cuda', '--out-dir',
-            osp.join(out_dir, 'overhead')], 45, kind='overhead',
+            python, bench, 'overhead', '--device', 'cuda', '--backward', '--number', '500',
+            '--out-dir', osp.join(out_dir, 'overhead')], 45, kind='overhead',
             out_dir=osp.join(out_dir, 'overhead')),
         _ops_step('ops-float16', 'the op, float16', python, bench, out_dir, 'float16',
                   op_repeat, 60),
