@@ -402,6 +402,28 @@ def test_strided_and_channels_last_inputs():
 
 
 @kernels
+def test_backward_copies_the_input_to_channels_last_once(monkeypatch):
+    """An NCHW input is copied channels-last once in the forward and once in the
+    backward, which both backward kernels then share."""
+    from mmdcn_plugin.ops.backends.triton import launch
+    real = launch.channels_last
+    copies = []
+
+    def counting(t):
+        out = real(t)
+        if out.data_ptr() != t.data_ptr():
+            copies.append(tuple(t.shape))
+        return out
+    monkeypatch.setattr(launch, 'channels_last', counting)
+    problem = _cast(make_problem(**GEOMETRIES['c24-dg3-o20']), torch.float32, DEVICE)
+    out = deform_conv2d(**problem, backend='triton')
+    assert copies == [tuple(problem['input'].shape)]
+    out.backward(torch.randn_like(out))
+    assert copies == [tuple(problem['input'].shape)] * 2
+    assert all(problem[k].grad is not None for k in ('input', 'offset', 'mask', 'weight'))
+
+
+@kernels
 @gpu_only
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_realistic_channels_on_gpu(dtype):

@@ -31,6 +31,8 @@ class TritonDeformConv(torch.autograd.Function):
         geo = ctx.geo
         need_input, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
         with _on(input.device):
+            # Both kernels read the input channels-last: copy it once, not in each.
+            input = launch.channels_last(input)
             grad_input, grad_offset, grad_mask = launch.backward_data(
                 input, offset, mask, weight, grad_out, geo, need_input, need_offset, need_mask,
                 deterministic=torch.are_deterministic_algorithms_enabled())
