@@ -402,25 +402,32 @@ def test_strided_and_channels_last_inputs():
 
 
 @kernels
-def test_backward_copies_the_input_to_channels_last_once(monkeypatch):
+def test_layout_copies_once_per_pass(monkeypatch):
     """An NCHW input is copied channels-last once in the forward and once in the
-    backward, which both backward kernels then share."""
+    backward, which both backward kernels then share; the weight is put in the
+    kernels' layout once, in the forward, and the backward reuses that copy."""
     from mmdcn_plugin.ops.backends.triton import launch
-    real = launch.channels_last
     copies = []
 
-    def counting(t):
-        out = real(t)
-        if out.data_ptr() != t.data_ptr():
-            copies.append(tuple(t.shape))
-        return out
-    monkeypatch.setattr(launch, 'channels_last', counting)
+    def counting(name):
+        real = getattr(launch, name)
+
+        def layout(t):
+            out = real(t)
+            if out.data_ptr() != t.data_ptr():
+                copies.append(name)
+            return out
+        monkeypatch.setattr(launch, name, layout)
+    counting('channels_last')
+    counting('output_channels_last')
     problem = _cast(make_problem(**GEOMETRIES['c24-dg3-o20']), torch.float32, DEVICE)
     out = deform_conv2d(**problem, backend='triton')
-    assert copies == [tuple(problem['input'].shape)]
+    assert sorted(copies) == ['channels_last', 'output_channels_last']
+    copies.clear()
     out.backward(torch.randn_like(out))
-    assert copies == [tuple(problem['input'].shape)] * 2
+    assert copies == ['channels_last']
     assert all(problem[k].grad is not None for k in ('input', 'offset', 'mask', 'weight'))
+    assert problem['weight'].grad.shape == problem['weight'].shape
 
 
 @kernels

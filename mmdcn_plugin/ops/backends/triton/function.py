@@ -10,18 +10,20 @@ from . import launch
 class TritonDeformConv(torch.autograd.Function):
     """forward(input, offset, mask, weight, bias, geo) -> Tensor[N, C_out, H_out, W_out].
 
-    Saves input, offset, mask and weight; the backward samples again rather than
-    keeping columns.  The input-gradient scatter is deterministic when
+    Saves input, offset, mask and the weight in the kernels' layout (copied once, in
+    the forward); the backward samples again rather than keeping columns.  The
+    input-gradient scatter is deterministic when
     ``torch.are_deterministic_algorithms_enabled()`` at backward time.
     """
 
     @staticmethod
     def forward(ctx, input, offset, mask, weight, bias, geo):
         with _on(input.device):
-            out = launch.forward(input, offset, mask, weight, bias, geo)
+            weight_ocl = launch.output_channels_last(weight)
+            out = launch.forward(input, offset, mask, weight_ocl, bias, geo)
         ctx.geo = geo
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(input, offset, mask, weight)
+        ctx.save_for_backward(input, offset, mask, weight_ocl)
         return out
 
     @staticmethod
