@@ -6,6 +6,7 @@ parse and name files that exist."""
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import time
@@ -137,6 +138,35 @@ def test_real_steps_passing_failing_crashing_and_over_time(tmp_path):
     assert not marker.exists(), 'the timed-out step left a process running'
     assert any(m.startswith('[gpu-check] done in') and '2 passed, 2 failed, 1 timeout' in m
                for m in logs), logs
+
+
+def test_timed_out_tests_keep_the_tests_that_ran(tmp_path):
+    """A tests step stopped at its budget is interrupted first (SIGINT, even where the
+    check itself was started with SIGINT ignored), so pytest writes its junit file: the
+    report keeps the counts and the failing test of what ran."""
+    (tmp_path / 'test_x.py').write_text(
+        'import time\n'
+        'def test_a(): pass\n'
+        'def test_b(): assert 1 == 2\n'
+        'def test_slow(): time.sleep(60)\n'
+        'def test_never(): pass\n')
+    out, step_dir = tmp_path / 'out', tmp_path / 'out' / 'tests'
+    step = Step('tests', 'CUDA tests', [
+        PY, '-m', 'pytest', str(tmp_path / 'test_x.py'), '-q', '-p', 'no:cacheprovider',
+        '--junitxml', str(step_dir / 'junit.xml')], 8.0, kind='tests', out_dir=str(step_dir))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        start = time.monotonic()
+        state = gpu_check.run_gpu_check(str(out), [step], str(tmp_path), log=lambda m: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - start < 25
+    result = state['steps'][0]
+    assert result['status'] == 'timeout'
+    assert result['reason'].endswith(
+        '; 2 tests ran before: 1 passed, 1 failed, 0 errors, 0 skipped'), result['reason']
+    assert result['summary']['failing'] == ['test_x::test_b']
+    assert 'KeyboardInterrupt' in (out / 'logs' / 'tests.log').read_text()
 
 
 def test_results_are_read_from_each_steps_files(tmp_path):

@@ -98,8 +98,9 @@ def run_command(argv: Sequence[str], log_path: str, timeout_s: float, cwd: str,
     """Run ``argv`` with its output into ``log_path``, at most ``timeout_s`` seconds.
 
     The command gets a process group of its own; on timeout the whole group is
-    terminated (then killed).  Every ``heartbeat_s`` the log's last line is passed to
-    ``log`` (progress of a long step).
+    interrupted (SIGINT: pytest then writes its summary and junit file for the tests
+    that ran, a Python tool its partial results), then terminated, then killed.  Every
+    ``heartbeat_s`` the log's last line is passed to ``log`` (progress of a long step).
 
     Returns:
         (return code or None on timeout, timed out, seconds)
@@ -111,7 +112,8 @@ def run_command(argv: Sequence[str], log_path: str, timeout_s: float, cwd: str,
         logf.flush()
         try:
             proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=logf,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_default_sigint)
         except OSError as e:
             logf.write(f'could not start: {e}\n')
             return 127, False, time.monotonic() - start
@@ -132,8 +134,20 @@ def run_command(argv: Sequence[str], log_path: str, timeout_s: float, cwd: str,
                 next_beat = now + heartbeat_s
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default.  A shell that starts a
+    job in the background sets SIGINT to 'ignore', which children inherit, and Python
+    installs its KeyboardInterrupt handler only where SIGINT is not ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# How a timed-out step is stopped: each signal to its process group, then as many
+# seconds for it to end.  SIGINT first, so that pytest and the benchmarks keep what ran.
+STOP_SIGNALS = ((signal.SIGINT, 8.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+
+
 def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    for sig, wait in STOP_SIGNALS:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -226,7 +240,10 @@ def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str
         result.update(status='failed', reason=why + (f'; last line: {last}' if last else ''))
     else:
         result['status'] = 'passed'
-    if not timed_out or step.kind == 'ops':  # a stopped op benchmark saved what it measured
+    # A stopped op benchmark saved what it measured, stopped tests their junit file.
+    kept = step.kind == 'ops' or (step.kind == 'tests' and osp.isfile(
+        osp.join(step.out_dir or '', 'junit.xml')))
+    if not timed_out or kept:
         try:
             summary = summarize(step, log_path)
         except (OSError, ValueError, KeyError, ET.ParseError) as e:
@@ -237,6 +254,10 @@ def run_step(step: Step, out_dir: str, timeout_s: float, cwd: str, env: Dict[str
         result['summary'] = summary
         if timed_out and summary.get('rows'):
             result['reason'] += f"; kept the {len(summary['rows'])} rows measured before"
+        if timed_out and summary.get('tests'):
+            result['reason'] += (f"; {summary['tests']} tests ran before: "
+                                 f"{summary['passed']} passed, {summary['failed']} failed, "
+                                 f"{summary['errors']} errors, {summary['skipped']} skipped")
         if result['status'] == 'passed' and not ok:
             result.update(status='failed', reason='exit status 0, but its results are missing '
                           'or failing: ' + json.dumps(summary)[:300])
