@@ -29,16 +29,16 @@ import torch
 from torch import Tensor
 
 from ..checks import DeformGeometry
-from .mmcv_function import DeformConvMMCV, ModulatedDeformConvMMCV
+from .mmcv_function import DeformConvMMCV, ModulatedDeformConvMMCV, mmcv_ext
 from .torch_impl import deform_conv2d_torch
 
 
 @functools.lru_cache(maxsize=None)
 def mmcv_ops_available() -> bool:
-    """True when mmcv is installed with its compiled ops (``mmcv._ext``)."""
+    """True when mmcv is installed with its compiled ops (``mmcv._ext``), the five
+    deformable-convolution kernels included."""
     try:
-        from mmcv.utils import ext_loader
-        ext_loader.load_ext('_ext', ['deform_conv_forward', 'modulated_deform_conv_forward'])
+        mmcv_ext()
     except Exception:  # ImportError, or mmcv-lite raising on the missing extension
         return False
     return True
