@@ -9,6 +9,7 @@ import torch
 import mmdcn_plugin.ops.deform_conv as deform_conv_module
 from helpers import load_tool
 from mmdcn_plugin.layers import DeformableConv2d
+from mmdcn_plugin.ops import available_backends, deform_conv2d
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK_DCN = osp.join(ROOT, 'configs', 'quickstart',
@@ -141,6 +142,99 @@ def test_compile_inductor_matches_eager():
     torch._dynamo.reset()
     layer = make_layer(True, 'ConvOffsetHead')
     _compile_matches_eager(layer, layer, 'inductor')
+
+
+
+# ------------------------------------------------------- recording an explicit backend
+
+# The backends other than 'torch' available here; each is refused by torch.jit.trace.
+UNTRACEABLE = [b for b in available_backends() if b not in ('auto', 'torch')]
+# Compiled kernels, refused by torch.export as well ('fast' is plain ops there).
+UNEXPORTABLE = [b for b in UNTRACEABLE if b != 'fast']
+
+
+class OpModule(torch.nn.Module):
+    """deform_conv2d with a fixed weight and an explicit backend."""
+
+    def __init__(self, backend):
+        super().__init__()
+        self.backend = backend
+        self.weight = torch.nn.Parameter(torch.randn(4, 3, 3, 3, generator=torch.Generator()
+                                                     .manual_seed(0)))
+
+    def forward(self, x, offset, mask):
+        return deform_conv2d(x, offset, self.weight, padding=1, mask=mask,
+                             backend=self.backend)
+
+
+def op_inputs(seed, batch=1):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 3, 6, 7, generator=gen),
+            torch.randn(batch, 18, 6, 7, generator=gen) * 2,
+            torch.rand(batch, 9, 6, 7, generator=gen))
+
+
+@pytest.mark.parametrize('backend', UNTRACEABLE)
+def test_jit_trace_refuses_an_explicit_untraceable_backend(backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # TracerWarnings of the shape checks
+        with pytest.raises(RuntimeError, match=rf"backend='{backend}' cannot be recorded by "
+                                               r"torch.jit.trace: .*Expected backend=None "
+                                               r".*\['torch'\].*tools/export_onnx.py"):
+            torch.jit.trace(OpModule(backend), op_inputs(0), check_trace=False)
+
+
+@pytest.mark.parametrize('backend', UNTRACEABLE)
+def test_legacy_onnx_export_refuses_an_explicit_untraceable_backend(tmp_path, backend):
+    """Not a broken file: 'cpp' used to export as one Constant, this call's output."""
+    pytest.importorskip('onnx')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with pytest.raises(RuntimeError, match=rf"backend='{backend}' cannot be recorded by "
+                                               r"torch.onnx.export \(through torch.jit.trace\)"):
+            torch.onnx.export(OpModule(backend), op_inputs(0), str(tmp_path / 'op.onnx'),
+                              dynamo=False, opset_version=17)
+    assert not (tmp_path / 'op.onnx').exists()
+
+
+def test_explicit_torch_backend_traces_and_matches_eager():
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        traced = torch.jit.trace(OpModule('torch'), op_inputs(0), check_trace=False)
+    other = op_inputs(1)
+    torch.testing.assert_close(traced(*other), OpModule('torch')(*other))
+
+
+@pytest.mark.skipif(not hasattr(torch, 'export'), reason='torch.export needs torch >= 2.1')
+def test_torch_export_records_fast_and_refuses_compiled_kernels():
+    exported = torch.export.export(OpModule('fast'), op_inputs(0), strict=False)
+    other = op_inputs(1)
+    # A graph of plain ops, not this call's output: other inputs give other outputs.
+    torch.testing.assert_close(exported.module()(*other), OpModule('torch')(*other),
+                               rtol=1e-5, atol=1e-5)
+    for backend in UNEXPORTABLE:
+        with pytest.raises(RuntimeError, match=rf"backend='{backend}' cannot be recorded by "
+                                               r"torch.export: .*\['fast', 'torch'\]"):
+            torch.export.export(OpModule(backend), op_inputs(0), strict=False)
+
+
+@pytest.mark.parametrize('backend', UNTRACEABLE)
+def test_compile_keeps_an_explicit_backend(backend, monkeypatch):
+    """torch.compile runs what it cannot record eagerly: the chosen backend still runs."""
+    torch._dynamo.reset()
+    ran = []
+    original = deform_conv_module.BACKENDS[backend]
+
+    def spy(*args):
+        ran.append(backend)
+        return original.fn(*args)
+
+    monkeypatch.setitem(deform_conv_module.BACKENDS, backend, original._replace(fn=spy))
+    module = OpModule(backend)
+    inputs = op_inputs(2)
+    out = torch.compile(module, backend='eager')(*inputs)
+    assert ran == [backend]
+    torch.testing.assert_close(out, OpModule('torch')(*inputs), rtol=1e-5, atol=1e-5)
 
 
 # -------------------------------------------------------------------- tools/export_onnx.py

@@ -76,13 +76,41 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
         return torch.get_autocast_gpu_dtype()
 
 
-# Looked up once (torch < 2.3 has no torch.compiler.is_compiling), not on every call.
+# Looked up once (torch < 2.3 has no torch.compiler.is_compiling, torch < 2.6 no
+# is_exporting), not on every call.
 _is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
+_is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting', lambda: False)
 
 
-def _tracing() -> bool:
-    # The cheap flags first; is_in_onnx_export imports two modules on every call.
-    return torch.jit.is_tracing() or _is_compiling() or torch.onnx.is_in_onnx_export()
+def recorder() -> Optional[str]:
+    """The graph recorder running now that can record only plain tensor ops, or None.
+
+    ``'torch.jit.trace'`` while ``torch.jit.trace`` or ``torch.onnx.export(dynamo=False)``
+    traces; ``'torch.export'`` while ``torch.export.export`` or
+    ``torch.onnx.export(dynamo=True)`` does; None in eager mode and under
+    ``torch.compile``, which runs what it cannot record eagerly.
+    """
+    # Two cheap flags cover every case: the ONNX exporters run one of the two
+    # recorders, so torch.onnx.is_in_onnx_export (about 1 us a call) is not asked.
+    if torch.jit.is_tracing():
+        return 'torch.jit.trace'
+    if _is_compiling() and _is_exporting():
+        return 'torch.export'
+    return None
+
+
+def _refuse_unrecordable(name: str, graph_recorder: str) -> None:
+    """Raise: backend ``name`` cannot be recorded by ``graph_recorder``."""
+    tool = graph_recorder
+    if torch.onnx.is_in_onnx_export():
+        tool = f'torch.onnx.export (through {graph_recorder})'
+    able = [n for n, b in BACKENDS.items() if graph_recorder in b.recorded_by]
+    raise RuntimeError(
+        f'deform_conv2d: backend={name!r} cannot be recorded by {tool}: that backend is '
+        f'opaque to {graph_recorder}, so the graph would fail or hold this call\'s output as '
+        f"a constant.  Expected backend=None (it picks 'torch' while recording) or one of "
+        f'{able} (same numbers); or export with tools/export_onnx.py '
+        '(mmdcn_plugin.deploy), which writes an ONNX DeformConv node whatever the backend')
 
 
 def deform_conv2d(input: Tensor,
@@ -134,8 +162,11 @@ def deform_conv2d(input: Tensor,
     Returns:
         Tensor[N, C_out, H_out, W_out]
 
-    While tracing, exporting or compiling (``torch.jit.trace``, ``torch.onnx.export``,
-    ``torch.compile``) the default backend is ``'torch'``, the traceable one.
+    While tracing, exporting or compiling (``torch.jit.trace``, ``torch.export``,
+    ``torch.onnx.export``, ``torch.compile``) the default backend is ``'torch'``, the
+    traceable one.  An explicit backend that the recorder cannot record (any but
+    ``'torch'`` under ``torch.jit.trace``; the compiled ones under ``torch.export``) is
+    refused with a ``RuntimeError``; ``torch.compile`` keeps every backend.
 
     Under ``torch.autocast`` the op computes in float32 and returns that dtype, except
     for the kernels with a half-precision path of their own: ``'triton'`` computes in
@@ -149,13 +180,18 @@ def deform_conv2d(input: Tensor,
     hook = _export_hook.fn
     if hook is not None and torch.onnx.is_in_onnx_export():
         return hook(input, offset, weight, bias, mask, geo)
-    if backend in (None, 'auto') and _tracing():
-        # jit.trace / ONNX export / torch.compile record plain tensor ops; the
-        # autograd.Function and compiled kernels of the other backends are opaque.
-        # Nor is any backend probed: that may import a compiled extension, which
-        # torch.compile cannot trace.
+    graph_recorder = recorder()
+    if backend in (None, 'auto') and (graph_recorder is not None or _is_compiling()):
+        # jit.trace / torch.export / the ONNX exporters / torch.compile record plain
+        # tensor ops; the autograd.Functions and compiled kernels of the other backends
+        # are opaque.  Nor is any backend probed: that may import a compiled extension,
+        # which torch.compile cannot trace.
         name = 'torch'
     else:
+        # Refused before resolve_backend probes anything (see above).
+        if (graph_recorder is not None and backend in BACKENDS
+                and graph_recorder not in BACKENDS[backend].recorded_by):
+            _refuse_unrecordable(backend, graph_recorder)
         name = resolve_backend(backend, input.device)
     if geo.batch == 0:
         # The backends' kernels do not all take empty batches; the pure path does,

@@ -30,6 +30,11 @@ class Backend(NamedTuple):
     # The device types it runs on here (None: any).  A function, because what a
     # compiled backend takes depends on how it was built (mmcv with or without CUDA).
     devices: Callable[[], Optional[Tuple[str, ...]]] = _any_device
+    # The graph recorders that record it as plain tensor ops (see deform_conv.recorder):
+    # 'torch.jit.trace' (also torch.onnx.export(dynamo=False)) and 'torch.export'
+    # (also torch.onnx.export(dynamo=True)).  Compiled kernels are opaque to both;
+    # torch.compile, which falls back to eager around them, takes every backend.
+    recorded_by: Tuple[str, ...] = ()
 
 
 BACKENDS: Dict[str, Backend] = {
@@ -38,9 +43,11 @@ BACKENDS: Dict[str, Backend] = {
                    devices=lambda: ('cpu',)),
     'fast': Backend(deform_conv2d_fast, lambda: True,
                     'vectorised PyTorch with a hand-written backward: the CPU default '
-                    'without the extension'),
+                    'without the extension',
+                    recorded_by=('torch.export',)),
     'torch': Backend(deform_conv2d_torch, lambda: True,
-                     'pure PyTorch: any device, no compiled code, traceable'),
+                     'pure PyTorch: any device, no compiled code, traceable',
+                     recorded_by=('torch.jit.trace', 'torch.export')),
     'mmcv': Backend(deform_conv2d_mmcv, mmcv_ops_available,
                     "mmcv's compiled kernels: CPU, and CUDA when mmcv was built with CUDA",
                     devices=lambda: mmcv_impl.mmcv_devices()),
