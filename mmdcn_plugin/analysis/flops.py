@@ -4,15 +4,15 @@ MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` (fvcore's design) traces the
 model with ``torch.jit`` and counts FLOPs per traced ``aten::`` op through handles.
 Deformable convolution has no handle, and tracing it is not even reliable:
 
-* the CPU backends ``'cpp'`` (the default when built) and ``'fast'`` (both
-  ``autograd.Function`` subclasses) do not trace at all: ``torch.jit`` raises
-  ``RuntimeError: unordered_map::at`` because the op's geometry (ints read from
-  traced shapes) is passed to ``Function.apply``;
-* mmcv's kernels (backend ``'mmcv'``, and mmcv's own ``DCN``/``DCNv2``) trace as one
-  opaque ``prim::PythonOp`` that no handle counts: a 64-channel 3x3 DCNv2 on a
-  32x32 map counts 15.9 MFLOPs (its offset conv) where a plain conv counts 37.7;
-* the pure-PyTorch backend traces into gathers and a GEMM: the GEMM (the main
-  conv) is counted, the bilinear sampling and the modulation are not.
+* with an explicit backend other than ``'torch'`` the op refuses ``torch.jit.trace``
+  with a ``RuntimeError`` (:func:`mmdcn_plugin.ops.deform_conv.recorder`): those
+  backends' ``autograd.Function`` subclasses and compiled kernels are opaque to it;
+* mmcv's own ``DCN``/``DCNv2`` trace as one opaque ``prim::PythonOp`` that no handle
+  counts: a 64-channel 3x3 DCNv2 on a 32x32 map counts 15.9 MFLOPs (its offset conv)
+  where a plain conv counts 37.7;
+* the pure-PyTorch backend (the default while tracing) traces into gathers and a
+  GEMM: the GEMM (the main conv) is counted, the bilinear sampling and the
+  modulation are not.
 
 The mechanism here makes the count independent of the backend.  While
 :class:`DeformableFlopAnalyzer` traces, every :class:`DeformableConv2d` runs its
@@ -137,7 +137,7 @@ class DeformConv2dCountingOp(torch.autograd.Function):
     ``forward(input, offset, weight, mask, bias, layer)`` runs
     :func:`mmdcn_plugin.ops.deform_conv2d` with ``layer``'s geometry and backend,
     with the tracer switched off so that no backend's internals reach the graph
-    (and the ``'cpp'`` and ``'fast'`` backends, which cannot be traced, still run).
+    (and a backend that ``torch.jit.trace`` cannot record still runs).
     """
 
     @staticmethod
