@@ -165,6 +165,16 @@ def test_tile_sweep_refuses_unknown_names(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+def test_stage_timing_refuses_unknown_names(capsys):
+    from mmdcn_plugin.ops.backends.triton import stages
+    with pytest.raises(SystemExit) as exit_info:
+        stages.main(['--shapes', 'c3,c9'])
+    assert exit_info.value.code == 2
+    assert '--shapes: expected a comma-separated list of c3, c4, c5, tiny; got c9' in \
+        capsys.readouterr().err
+
+
 def test_package_works_without_triton():
     """With ``import triton`` failing, the op imports and the backend is unavailable."""
     code = (
@@ -524,6 +534,88 @@ def test_tile_sweep_reports_every_candidate_and_keeps_rows_when_cut_short(monkey
     assert launch.TILE_OVERRIDES == {}
 
 
+@kernels
+def test_stage_variants_leave_out_what_they_say():
+    """The timing variants of ``triton.stages`` compute what their names claim, so a
+    profile built from them measures those stages: ``no-dot`` is the op with an
+    all-ones weight (forward) or grad_out (weight gradient), ``one-corner`` is exact for
+    integer offsets and not otherwise, ``no-sampling`` never reads the input."""
+    from mmdcn_plugin.ops.backends.triton import launch
+    from mmdcn_plugin.ops.checks import check_deform_conv2d_args
+    p = make_problem(n=2, c_in=16, c_out=16, h=5, w=6, kernel=3, stride=1, padding=1,
+                     groups=1, deform_groups=1, dtype=torch.float64)
+    t = {k: p[k].detach().to(DEVICE) for k in ('input', 'offset', 'mask', 'weight')}
+    x, off, msk, w = (t[k].float() for k in ('input', 'offset', 'mask', 'weight'))
+    geo = check_deform_conv2d_args(x, off, w, None, 1, 1, 1, msk)
+
+    def forward(leave_out, offset=off, inp=x):
+        launch.LEAVE_OUT.clear()
+        if leave_out:
+            launch.LEAVE_OUT['forward'] = leave_out
+        try:
+            return launch.forward(inp, offset, msk, w, None, geo).double()
+        finally:
+            launch.LEAVE_OUT.clear()
+
+    def reference(weight, offset=t['offset']):
+        return deform_conv2d_reference(t['input'], offset, weight, None, 1, 1, 1, t['mask'])
+
+    ones = torch.ones_like(t['weight'])
+    torch.testing.assert_close(forward(launch.NO_DOT), reference(ones), rtol=0, atol=1e-4)
+    whole = t['offset'].round()
+    torch.testing.assert_close(forward(launch.ONE_CORNER, whole.float()),
+                               reference(t['weight'], whole), rtol=0, atol=1e-4)
+    assert (forward(launch.ONE_CORNER) - forward(0)).abs().max() > 0.1
+    stand_in = forward(launch.NO_SAMPLING)
+    assert torch.equal(stand_in, forward(launch.NO_SAMPLING, inp=x * 3))
+    assert not torch.equal(stand_in, forward(0))
+
+    leaf = t['weight'].clone().requires_grad_()
+    out = deform_conv2d_reference(t['input'], t['offset'], leaf, None, 1, 1, 1, t['mask'])
+    (want,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
+    launch.LEAVE_OUT['weight'] = launch.NO_DOT
+    try:
+        got = launch.backward_weight(x, off, msk, torch.randn_like(x), geo)
+    finally:
+        launch.LEAVE_OUT.clear()
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-3)
+
+
+@kernels
+def test_stage_timing_reports_every_variant_and_clears_its_switch(monkeypatch, tmp_path):
+    """``triton.stages`` on the 'tiny' shape: a row per kernel and variant, the JSON
+    rewritten after every row, ``LEAVE_OUT`` empty afterwards, also when a run fails."""
+    import json
+    from mmdcn_plugin.ops.backends.triton import launch, stages
+
+    out = tmp_path / 'stages.json'
+    stages.main(['--device', DEVICE.type, '--shapes', 'tiny', '--dtypes', 'fp32',
+                 '--iters', '1', '--json', str(out)])
+    rows = json.loads(out.read_text())['results']
+    assert [(r['kernel'], r['variant']) for r in rows] == [
+        (kernel, variant) for kernel, variants in stages.KERNEL_VARIANTS.items()
+        for variant in variants]
+    assert all(r['ms'] > 0 and not r['note'] for r in rows)
+    assert [r['vs_full'] for r in rows if r['variant'] == 'full'] == [1.0, 1.0, 1.0]
+    assert launch.LEAVE_OUT == {}
+
+    calls = []
+
+    def cut_short_in_the_second_variant(*args, **kwargs):
+        calls.append(dict(launch.LEAVE_OUT))
+        if len(calls) == 4:  # 'full': two warm-up calls and one timed
+            raise KeyboardInterrupt  # a run cut short, not a failing variant
+        return torch.zeros(())
+    monkeypatch.setattr(launch, 'forward', cut_short_in_the_second_variant)
+    out.unlink()
+    with pytest.raises(KeyboardInterrupt):
+        stages.main(['--device', DEVICE.type, '--shapes', 'tiny', '--dtypes', 'fp32',
+                     '--iters', '1', '--json', str(out)])
+    assert calls[-1] == {'forward': launch.ONE_CORNER}
+    assert launch.LEAVE_OUT == {}
+    assert len(json.loads(out.read_text())['results']) == 1  # 'full' was kept
+
+
 # --- compiled for the GPU, on a machine without one -------------------------------------
 
 def _compile_for(kernel_name, dtype, capability, **overrides):
@@ -546,10 +638,10 @@ def _compile_for(kernel_name, dtype, capability, **overrides):
     consts = dict(KH=3, KW=3, HAS_MASK=True, PRECISION='tf32' if dtype == 'fp32' else None,
                   DOT_UPCAST=False, BLOCK_P=tiles.block_p, BLOCK_O=tiles.block_o,
                   BLOCK_C=tiles.block_c)
-    consts.update({'forward': dict(HAS_BIAS=True),
+    consts.update({'forward': dict(HAS_BIAS=True, LEAVE_OUT=0),
                    'data': dict(NEED_INPUT=True, NEED_OFFSET=True, NEED_MASK=True,
                                 FIXED_POINT=False),
-                   'weight': {}}[kernel_name])
+                   'weight': dict(LEAVE_OUT=0)}[kernel_name])
     consts.update(overrides)
     fp32_buffers = {'gx_ptr': 'i64' if consts.get('FIXED_POINT') else 'fp32',
                     'goff_ptr': 'fp32', 'gmsk_ptr': 'fp32', 'scale_ptr': 'fp32',

@@ -153,12 +153,14 @@ def deform_conv_backward_weight_kernel(
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
-        PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
+        PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, LEAVE_OUT: tl.constexpr):
     """Grid ``(cdiv(OG, BLOCK_O) * cdiv(CG, BLOCK_C), groups * KH * KW, splits)``.
 
     ``part``: contiguous fp32 Tensor[splits, C_out, CG, KH * KW], one partial
     weight gradient per split of ``TILES_PER_SPLIT`` of the ``TILES = N * PB`` pixel
-    tiles; ``SPLIT_STRIDE = C_out * CG * KH * KW``.
+    tiles; ``SPLIT_STRIDE = C_out * CG * KH * KW``.  ``LEAVE_OUT``: 0, or a stage left
+    out for timing (:mod:`.stages`); ``NO_DOT`` (3) adds the columns' sums over the
+    pixels instead (the weight gradient of an all-ones grad_out), reading no grad_out.
     """
     KHW = KH * KW
     n_cb = tl.cdiv(CG, BLOCK_C)
@@ -183,10 +185,14 @@ def deform_conv_backward_weight_kernel(
             x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
             c_first, c_last, CPDG, KHW, H, W,
             s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
-            stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C)
-        gout_t = tl.load(gy_ptr + n * s_yn + p[None, :] + o[:, None] * s_yc,
-                         mask=o_ok[:, None] & row_ok[None, :], other=0.0)
-        acc = mma(gout_t, cols.to(gout_t.dtype), acc, PRECISION, DOT_UPCAST)
+            stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C,
+            LEAVE_OUT)
+        if LEAVE_OUT == 3:
+            acc += tl.sum(tl.where(row_ok[:, None], cols, 0.0), axis=0)[None, :]
+        else:
+            gout_t = tl.load(gy_ptr + n * s_yn + p[None, :] + o[:, None] * s_yc,
+                             mask=o_ok[:, None] & row_ok[None, :], other=0.0)
+            acc = mma(gout_t, cols.to(gout_t.dtype), acc, PRECISION, DOT_UPCAST)
     ptrs = (part_ptr + split.to(tl.int64) * SPLIT_STRIDE
             + (o * (CG * KHW))[:, None] + (cl * KHW)[None, :] + k)
     tl.store(ptrs, acc, mask=o_ok[:, None] & c_ok[None, :])

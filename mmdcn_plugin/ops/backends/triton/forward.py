@@ -28,15 +28,18 @@ def deform_conv_forward_kernel(
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
-        PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
+        PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, LEAVE_OUT: tl.constexpr):
     """One ``[BLOCK_P, BLOCK_O]`` tile of the output of conv group ``program_id(2)``.
 
     ``x``: Tensor[N, C, H, W] channels-last (channel stride 1), ``off``:
     Tensor[N, 2*G*K, H_out, W_out], ``msk``: Tensor[N, G*K, H_out, W_out] (unused
     without ``HAS_MASK``), both with pixel stride 1; ``w``: Tensor[C_out, C/groups, KH,
-    KW] with output-channel stride 1, ``b``: Tensor[C_out], ``out``: Tensor[N, C_out, P] (pixel stride 1).
+    KW] with output-channel stride 1, ``b``: Tensor[C_out], ``out``: Tensor[N, C_out, P]
+    (pixel stride 1).
     ``PB``: pixel tiles per image; ``CG``/``OG``: input/output channels per conv
-    group, ``CPDG``: input channels per deform group.
+    group, ``CPDG``: input channels per deform group.  ``LEAVE_OUT``: 0, or a stage
+    left out for timing (:mod:`.stages`); ``NO_DOT`` (3) adds the columns' row sums
+    instead of multiplying them by the weight (the output of an all-ones weight).
     """
     gr = tl.program_id(2)
     row_ok, n, p, oy, ox = pixel_tile(tl.program_id(0), PB, P, W_OUT, BLOCK_P)
@@ -56,10 +59,14 @@ def deform_conv_forward_kernel(
                 x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, gr * CG + cl, c_ok,
                 c_first, c_last, CPDG, KH * KW, H, W,
                 s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
-                stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C)
-            wt = tl.load(w_rows + cl[:, None] * s_wc + i * s_wh + j * s_ww,
-                         mask=c_ok[:, None] & o_ok[None, :], other=0.0)
-            acc = mma(cols.to(wt.dtype), wt, acc, PRECISION, DOT_UPCAST)
+                stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, HAS_MASK, BLOCK_P, BLOCK_C,
+                LEAVE_OUT)
+            if LEAVE_OUT == 3:
+                acc += tl.sum(cols, axis=1)[:, None]
+            else:
+                wt = tl.load(w_rows + cl[:, None] * s_wc + i * s_wh + j * s_ww,
+                             mask=c_ok[:, None] & o_ok[None, :], other=0.0)
+                acc = mma(cols.to(wt.dtype), wt, acc, PRECISION, DOT_UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + gr * OG + o, mask=o_ok, other=0.0).to(tl.float32)[None, :]
     ptrs = out_ptr + n * s_yn + p[:, None] + ((gr * OG + o) * s_yc)[None, :]

@@ -55,6 +55,11 @@ def channel_block(geo: DeformGeometry, cap: int) -> int:
 # (``python -m mmdcn_plugin.ops.backends.triton.tune`` does).
 TILE_OVERRIDES: Dict[str, Tiles] = {}
 
+# The kernels' LEAVE_OUT: a stage the 'forward' or 'weight' kernel leaves out, for
+# timing what each stage costs (:mod:`.stages`); wrong numbers, so never set otherwise.
+ONE_CORNER, NO_SAMPLING, NO_DOT = 1, 2, 3
+LEAVE_OUT: Dict[str, int] = {}
+
 
 def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
     """Tiles for ``kernel`` in ('forward', 'data', 'weight').
@@ -177,7 +182,8 @@ def forward(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tenso
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         HAS_BIAS=bias is not None, BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
-        **_dot_args(input), num_warps=t.num_warps, num_stages=t.num_stages)
+        **_dot_args(input), LEAVE_OUT=LEAVE_OUT.get('forward', 0), num_warps=t.num_warps,
+        num_stages=t.num_stages)
     return out
 
 
@@ -308,6 +314,7 @@ def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_
         *_geometry_args(geo),
         KH=geo.kernel[0], KW=geo.kernel[1], HAS_MASK=mask is not None,
         BLOCK_P=t.block_p, BLOCK_O=t.block_o, BLOCK_C=t.block_c,
-        **_dot_args(input), num_warps=t.num_warps, num_stages=t.num_stages)
+        **_dot_args(input), LEAVE_OUT=LEAVE_OUT.get('weight', 0), num_warps=t.num_warps,
+        num_stages=t.num_stages)
     # A fixed order of additions: the same bits every run.
     return part.sum(0).view(geo.out_channels, cg, *geo.kernel)

@@ -87,14 +87,21 @@ def sample_columns(x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, c, c_
                    c_first, c_last, CPDG, KHW, H, W,
                    s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
                    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                   HAS_MASK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+                   HAS_MASK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                   LEAVE_OUT: tl.constexpr):
     """The columns of tap ``k`` for a tile: ``[BLOCK_P, BLOCK_C]`` fp32, mask applied.
 
     ``c`` (``[BLOCK_C]``) are absolute input channels, ``c_first..c_last`` the first
     and last real one; a block that straddles deform groups is sampled once per
     group, each pass filling its own channels.
+
+    ``LEAVE_OUT`` is 0 except in the timing variants of :mod:`.stages`: with
+    ``ONE_CORNER`` (1) only the top-left corner is read (exact for integer offsets),
+    with ``NO_SAMPLING`` (2) nothing is: the columns are cheap stand-in values.
     """
     cols = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+    if LEAVE_OUT == 2:
+        return cols + (p[:, None] + c[None, :]).to(tl.float32) * 1e-3
     pix = n * s_xn
     for g in range(c_first // CPDG, c_last // CPDG + 1):
         y0, x0, ly, lx, valid, m = tap_point(
@@ -109,15 +116,16 @@ def sample_columns(x_ptr, off_ptr, msk_ptr, n, p, oy, ox, row_ok, k, i, j, c, c_
         v = load_corner(x_ptr, pix, y0, x0, corner_mask(y0, x0, valid, H, W), s_xh, s_xw,
                         c, in_g)
         cols += (hy * (1.0 - lx))[:, None] * v
-        v = load_corner(x_ptr, pix, y0, x1, corner_mask(y0, x1, valid, H, W), s_xh, s_xw,
-                        c, in_g)
-        cols += (hy * lx)[:, None] * v
-        v = load_corner(x_ptr, pix, y1, x0, corner_mask(y1, x0, valid, H, W), s_xh, s_xw,
-                        c, in_g)
-        cols += (ly * (1.0 - lx))[:, None] * v
-        v = load_corner(x_ptr, pix, y1, x1, corner_mask(y1, x1, valid, H, W), s_xh, s_xw,
-                        c, in_g)
-        cols += (ly * lx)[:, None] * v
+        if LEAVE_OUT != 1:
+            v = load_corner(x_ptr, pix, y0, x1, corner_mask(y0, x1, valid, H, W), s_xh,
+                            s_xw, c, in_g)
+            cols += (hy * lx)[:, None] * v
+            v = load_corner(x_ptr, pix, y1, x0, corner_mask(y1, x0, valid, H, W), s_xh,
+                            s_xw, c, in_g)
+            cols += (ly * (1.0 - lx))[:, None] * v
+            v = load_corner(x_ptr, pix, y1, x1, corner_mask(y1, x1, valid, H, W), s_xh,
+                            s_xw, c, in_g)
+            cols += (ly * lx)[:, None] * v
     return cols
 
 

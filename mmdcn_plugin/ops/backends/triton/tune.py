@@ -20,7 +20,7 @@ does).
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -123,7 +123,7 @@ def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
                         note = ''
                     row = dict(dtype=dname, shape=sname, kernel=kernel, tiles=list(tiles),
                                ms=ms, note=note)
-                    _add_row(report, row, json_path)
+                    add_row(report, row, json_path)
                     print(f'{dname} {sname} {kernel:7s} {tuple(tiles)}: {ms:.4f} ms {note}',
                           flush=True)
                     if ms == ms and (kernel not in best or ms < best[kernel][1]):
@@ -134,11 +134,12 @@ def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
                                 sname, best)
             finally:
                 TILE_OVERRIDES.clear()
-            _add_row(report, row, json_path)
+            add_row(report, row, json_path)
     return report
 
 
-def _add_row(report: Dict, row: Dict, json_path: Optional[str]) -> None:
+def add_row(report: Dict, row: Dict, json_path: Optional[str]) -> None:
+    """Append ``row`` to the report, and rewrite ``json_path`` (when given) with it."""
     report['results'].append(row)
     if json_path:
         write_json_atomic(json_path, report)
@@ -192,11 +193,15 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
     return row
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dtypes', default='fp16,bf16,fp32')
+def build_parser(description: str, dtypes: str, **lists: str) -> argparse.ArgumentParser:
+    """The command line of this sweep and of :mod:`.stages`: comma-separated ``--dtypes``
+    (default ``dtypes``), ``--shapes`` and the ``lists`` given (name -> default), then
+    ``--iters``, ``--device``, ``--json``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--dtypes', default=dtypes)
     parser.add_argument('--shapes', default='c3,c4,c5')
-    parser.add_argument('--kernels', default='forward,data,weight')
+    for name, default in lists.items():
+        parser.add_argument(f'--{name}', default=default)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--json', default=None,
@@ -204,17 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> Dict:
-    parser = build_parser()
+def parse_lists(parser: argparse.ArgumentParser, argv, known: Dict[str, Iterable[str]]):
+    """``(args, {flag: [names]})``; an unknown name is a usage error naming the flag."""
     args = parser.parse_args(argv)
     lists = {}
-    for flag, known in (('dtypes', DTYPES), ('shapes', SHAPES), ('kernels', CANDIDATES)):
+    for flag, names in known.items():
         given = getattr(args, flag).split(',')
-        unknown = [v for v in given if v not in known]
+        unknown = [v for v in given if v not in names]
         if unknown:
             parser.error(f'--{flag}: expected a comma-separated list of '
-                         f'{", ".join(known)}; got {", ".join(unknown)}')
+                         f'{", ".join(names)}; got {", ".join(unknown)}')
         lists[flag] = given
+    return args, lists
+
+
+def main(argv=None) -> Dict:
+    parser = build_parser(__doc__.split('\n\n')[0], 'fp16,bf16,fp32',
+                          kernels='forward,data,weight')
+    args, lists = parse_lists(parser, argv, {'dtypes': DTYPES, 'shapes': SHAPES,
+                                             'kernels': CANDIDATES})
     return tune(lists['dtypes'], lists['shapes'], lists['kernels'], args.iters,
                 torch.device(args.device), json_path=args.json)
 
