@@ -406,6 +406,44 @@ def test_device_script_stops_without_the_kit(tmp_path):
     assert 'no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it' in proc.stdout
 
 
+def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(tmp_path):
+    """tools/gpu_triton_run.sh: the kit sourced, the tile sweep stopped at its limit with
+    SIGINT (so it can keep its rows), then the stage timing with the time that is left."""
+    root = _fake_checkout(tmp_path)
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    fake = bin_dir / 'python3'
+    fake.write_text(f'#!{sys.executable}\n'
+                    'import json, os, sys, time\n'
+                    'with open(os.environ["RECORD"], "a") as f:\n'
+                    '    f.write(json.dumps([os.environ.get("KIT_MARK")] + sys.argv[1:]) + "\\n")\n'
+                    'if sys.argv[2].endswith(".tune"):\n'
+                    '    try:\n'
+                    '        time.sleep(60)\n'
+                    '    except KeyboardInterrupt:\n'
+                    '        print("tune interrupted")\n'
+                    '        sys.exit(130)\n')
+    fake.chmod(0o755)
+    record = tmp_path / 'calls.jsonl'
+    env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(record), TUNE_S='5',
+               TRITON_RUN_TOTAL_S='30', PATH=str(bin_dir) + os.pathsep + os.environ['PATH'])
+    start = time.monotonic()
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_triton_run.sh')], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 20  # the sweep did not run its 60 s
+    dest = tmp_path / 'out' / 'triton'
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert calls == [
+        ['1', '-m', 'mmdcn_plugin.ops.backends.triton.tune', '--dtypes', 'fp16,bf16,fp32',
+         '--shapes', 'c3,c4,c5', '--json', str(dest / 'tune.json')],
+        ['1', '-m', 'mmdcn_plugin.ops.backends.triton.stages', '--dtypes', 'fp16',
+         '--shapes', 'c3,c4,c5', '--json', str(dest / 'stages.json')]]
+    assert 'tune interrupted' in (dest / 'tune.log').read_text()
+    assert 'tune: exit status 124' in proc.stdout
+    assert 'stages: exit status 0' in proc.stdout
+
+
 def test_a_stopped_op_benchmark_keeps_the_shapes_it_measured(tmp_path):
     """tools/benchmark.py ops saves results.json after every shape; when the step runs
     out of time, the report still shows those rows, marked partial."""

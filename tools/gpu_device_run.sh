@@ -15,23 +15,14 @@
 # (default 450) is the whole script's budget in seconds; the check gets what the kit and
 # the build leave of it.
 set -u
-start=$(date +%s)
 OUT=${OUT:-$PWD/work_dirs/gpu-device-out}
+SCRIPT=gpu-device-run
 DEST="$OUT/gpu-check"
 mkdir -p "$DEST/logs"
-say() { echo "[gpu-device-run $(( $(date +%s) - start ))s] $*"; }
-
-if [ ! -f .gpu-kit/setup.sh ]; then
-    say "no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it"
-    exit 2
-fi
-# shellcheck source=/dev/null
-if ! . .gpu-kit/setup.sh > "$DEST/logs/kit.log" 2>&1; then
-    cat "$DEST/logs/kit.log"
-    say "the GPU kit did not install (logs/kit.log)"
-    exit 2
-fi
-cat "$DEST/logs/kit.log"
+KIT_LOG="$DEST/logs/kit.log"
+# shellcheck source=tools/gpu_kit.sh
+. "$(dirname "${BASH_SOURCE[0]}")/gpu_kit.sh"
+cat "$KIT_LOG"
 
 if [ -z "${MMDCN_GIT_COMMIT:-}" ] && [ -f .gpu-kit/COMMIT ]; then
     MMDCN_GIT_COMMIT=$(head -n 1 .gpu-kit/COMMIT)
