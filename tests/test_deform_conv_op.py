@@ -392,6 +392,51 @@ def test_deterministic_mode_warns_on_mmcv_cuda_also_under_autocast(fake_mmcv_cud
     assert len(warned) == (1 if backend == 'mmcv' else 0)
 
 
+def test_fast_takes_the_pure_path_on_cuda_in_deterministic_mode(monkeypatch):
+    """CUDA's grid_sampler_2d_backward raises under deterministic algorithms: there 'fast'
+    (what 'auto' takes on CUDA without Triton and mmcv, and triton's float64 path) runs
+    the pure path, whose backward is deterministic; elsewhere it runs its own.  (No GPU
+    here: both paths record their call instead of running.)"""
+    from mmdcn_plugin.ops.backends import fast_impl, torch_impl
+    calls = []
+
+    def record(name):
+        def kernel(input, *args):
+            calls.append((name, input.device.type))
+            return torch.zeros(())
+        return kernel
+    monkeypatch.setattr(torch_impl, 'deform_conv2d_torch', record('torch'))
+    monkeypatch.setattr(fast_impl._FastDeformConv, 'apply', record('fast'))
+    problem = make_problem(dtype=torch.float32)
+    for tensors, deterministic in ((on_fake_cuda(problem), True), (on_fake_cuda(problem), False),
+                                   (problem, True)):
+        torch.use_deterministic_algorithms(deterministic)
+        try:
+            fast_impl.deform_conv2d_fast(tensors['input'], tensors['offset'], tensors['weight'],
+                                         tensors['bias'], tensors['mask'], None)
+        finally:
+            torch.use_deterministic_algorithms(False)
+    assert calls == [('torch', 'cuda'), ('fast', 'cuda'), ('fast', 'cpu')]
+
+
+@pytest.mark.parametrize('backend', ['fast', 'torch'])
+def test_deterministic_mode_gives_the_same_gradients_twice(backend, device):
+    """On the device (CUDA in the GPU check): forward and backward run under
+    ``torch.use_deterministic_algorithms(True)``, bitwise equal from run to run."""
+    skip_unless_runs_on(backend, device)
+    problem = make_problem(dtype=torch.float64)
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = output_and_grads(_op(backend), on_device(problem, device))
+        second = output_and_grads(_op(backend), on_device(problem, device))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    _assert_matches(first, output_and_grads(deform_conv2d_reference, problem), device)
+    assert torch.equal(first[0], second[0])
+    for name in first[1]:
+        assert torch.equal(first[1][name], second[1][name]), name
+
+
 def test_mmcv_without_cuda_refuses_a_cuda_tensor_before_its_kernel(fake_mmcv_cuda,
                                                                    monkeypatch):
     monkeypatch.setattr(mmcv_impl, 'mmcv_cuda_available', lambda: False)

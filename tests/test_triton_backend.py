@@ -480,6 +480,13 @@ def test_probe_passes_the_kernels_and_catches_failures_and_wrong_numbers(monkeyp
         # The first 'auto' call of an evaluation comes inside inference_mode.
         with torch.inference_mode(), torch.autocast(DEVICE.type, dtype=torch.bfloat16):
             assert triton_probe.triton_kernels_run_on(DEVICE, channels) is True
+        # ... or after mmengine's randomness=dict(deterministic=True), under which the
+        # reference's ('fast') CUDA grid_sample backward would raise.
+        torch.use_deterministic_algorithms(True)
+        try:
+            assert triton_probe.triton_kernels_run_on(DEVICE, channels) is True
+        finally:
+            torch.use_deterministic_algorithms(False)
 
     def out_of_resources(*args, **kwargs):
         raise RuntimeError('out of resource: shared memory')

@@ -144,6 +144,15 @@ class _FastDeformConv(torch.autograd.Function):
 
 def deform_conv2d_fast(input: Tensor, offset: Tensor, weight: Tensor, bias: Optional[Tensor],
                        mask: Optional[Tensor], geo: DeformGeometry) -> Tensor:
-    """Deformable convolution with fused sampling and a hand-written backward."""
+    """Deformable convolution with fused sampling and a hand-written backward.
+
+    On CUDA tensors under ``torch.use_deterministic_algorithms(True)`` it runs
+    :mod:`.torch_impl` instead (the same numbers): CUDA's ``grid_sampler_2d_backward``
+    has no deterministic implementation and raises there, while the pure path's
+    ``index_select`` backward is deterministic.
+    """
+    if input.device.type == 'cuda' and torch.are_deterministic_algorithms_enabled():
+        from .torch_impl import deform_conv2d_torch
+        return deform_conv2d_torch(input, offset, weight, bias, mask, geo)
     return _FastDeformConv.apply(input.contiguous(), offset, mask, weight.contiguous(), bias,
                                  geo)

@@ -22,13 +22,14 @@ variants compute wrong numbers on purpose: :data:`.launch.LEAVE_OUT` is set only
 ``--shapes tiny --device cpu`` with ``TRITON_INTERPRET=1`` exercises the code on the
 CPU (timings meaningless).
 """
+import argparse
 from typing import Callable, Dict, List, Optional
 
 import torch
 
 from ...checks import check_deform_conv2d_args
 from . import launch
-from .tune import DTYPES, SHAPES, add_row, build_parser, parse_lists, problem, timer
+from .tune import DTYPES, SHAPES, add_row, command_line, parse_lists, problem, timer
 
 # variant -> (launch.LEAVE_OUT value, or None for the data kernel's flag variants)
 KERNEL_VARIANTS = {
@@ -96,8 +97,12 @@ def profile_stages(dtypes: List[str], shapes: List[str], iters: int, device: tor
     return report
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return command_line(__doc__.split('\n\n')[0], 'fp16')
+
+
 def main(argv=None) -> Dict:
-    parser = build_parser(__doc__.split('\n\n')[0], 'fp16')
+    parser = build_parser()
     args, lists = parse_lists(parser, argv, {'dtypes': DTYPES, 'shapes': SHAPES})
     return profile_stages(lists['dtypes'], lists['shapes'], args.iters,
                           torch.device(args.device), json_path=args.json)

@@ -193,7 +193,7 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
     return row
 
 
-def build_parser(description: str, dtypes: str, **lists: str) -> argparse.ArgumentParser:
+def command_line(description: str, dtypes: str, **lists: str) -> argparse.ArgumentParser:
     """The command line of this sweep and of :mod:`.stages`: comma-separated ``--dtypes``
     (default ``dtypes``), ``--shapes`` and the ``lists`` given (name -> default), then
     ``--iters``, ``--device``, ``--json``."""
@@ -223,9 +223,13 @@ def parse_lists(parser: argparse.ArgumentParser, argv, known: Dict[str, Iterable
     return args, lists
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return command_line(__doc__.split('\n\n')[0], 'fp16,bf16,fp32',
+                        kernels='forward,data,weight')
+
+
 def main(argv=None) -> Dict:
-    parser = build_parser(__doc__.split('\n\n')[0], 'fp16,bf16,fp32',
-                          kernels='forward,data,weight')
+    parser = build_parser()
     args, lists = parse_lists(parser, argv, {'dtypes': DTYPES, 'shapes': SHAPES,
                                              'kernels': CANDIDATES})
     return tune(lists['dtypes'], lists['shapes'], lists['kernels'], args.iters,
