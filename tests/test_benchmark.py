@@ -177,6 +177,8 @@ def test_tf32_is_stated_per_side_and_the_strict_switch_is_restored(tf32_switches
     assert note('torchvision', 'cuda', 'float32') == 'matmul.allow_tf32=False'
     torch.backends.cuda.matmul.allow_tf32 = True
     assert note('plugin:fast', 'cuda', 'float32') == 'matmul.allow_tf32=True'
+    # Triton's fp32 tl.dot follows the same matmul switch (launch.dot_precision).
+    assert note('plugin:triton', 'cuda', 'float32') == 'matmul.allow_tf32=True'
     # strict_fp32_conv turns cuDNN's TF32 off while the candidates run, and back on after.
     seen = []
 

@@ -271,8 +271,7 @@ def _env_lines(env: Optional[dict]) -> List[str]:
                                         f"{env.get('mmdet')}"),
             ('torchvision / triton', f"{env.get('torchvision')} / {env.get('triton')}"),
             ('TF32', f"cudnn.allow_tf32={tf32.get('cudnn_allow_tf32')}, "
-                     f"matmul.allow_tf32={tf32.get('matmul_allow_tf32')} "
-                     f"(float32 matmul precision {tf32.get('float32_matmul_precision')}), "
+                     f"matmul.allow_tf32={tf32.get('matmul_allow_tf32')}, "
                      f"cudnn.benchmark={tf32.get('cudnn_benchmark')}")]
     for device, table in (env.get('backends') or {}).items():
         table = dict(table)

@@ -46,6 +46,7 @@ def collect_environment(root: str) -> dict:
     import torch
 
     from ..utils import machine_line
+    from ..utils.tf32 import cudnn_conv_tf32, matmul_tf32
     env = dict(date=_now(), commit=git_commit(root), host=platform.node(),
                python=platform.python_version(), cpu=machine_line(),
                torch=torch.__version__, torch_cuda=torch.version.cuda,
@@ -55,9 +56,7 @@ def collect_environment(root: str) -> dict:
     for package in ('mmcv', 'mmengine', 'mmdet', 'torchvision', 'triton', 'pycocotools',
                     'onnxruntime'):
         env[package] = _version(package)
-    env['tf32'] = dict(cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
-                       matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
-                       float32_matmul_precision=torch.get_float32_matmul_precision(),
+    env['tf32'] = dict(cudnn_allow_tf32=cudnn_conv_tf32(), matmul_allow_tf32=matmul_tf32(),
                        cudnn_benchmark=bool(torch.backends.cudnn.benchmark))
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

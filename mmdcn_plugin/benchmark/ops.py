@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils.tf32 import cudnn_conv_tf32, matmul_tf32
 from ..utils.timing import Measure, interleaved_times, measure_for
 
 # ResNet-50's c3-c5 DCN inputs (the 3x3 conv2 of each bottleneck, at its output size):
@@ -160,8 +161,7 @@ def op_run(fn: Candidate, inputs: Sequence[Tensor], mode: str) -> Callable[[], N
 def tf32_flags() -> Dict[str, bool]:
     """Whether TF32 may be used: by cuDNN convolutions, and by matmuls (the ``addmm``
     of mmcv's and torchvision's kernels, the GEMMs of our backends)."""
-    return dict(cudnn=bool(torch.backends.cudnn.allow_tf32),
-                matmul=bool(torch.backends.cuda.matmul.allow_tf32))
+    return dict(cudnn=cudnn_conv_tf32(), matmul=matmul_tf32())
 
 
 def _tf32_note(candidate: str, device: str, dtype: str) -> str:
@@ -170,15 +170,14 @@ def _tf32_note(candidate: str, device: str, dtype: str) -> str:
     flags = tf32_flags()
     if candidate == 'conv':
         return f"cudnn.allow_tf32={flags['cudnn']}"
-    if candidate == 'plugin:triton':
-        return 'its own kernel precision'
+    # mmcv's and torchvision's addmm, our backends' GEMMs and triton's tl.dot alike.
     return f"matmul.allow_tf32={flags['matmul']}"
 
 
 @contextlib.contextmanager
 def _conv_tf32(allowed: Optional[bool]) -> Iterator[None]:
     """cuDNN's TF32 switch set to ``allowed`` inside (left alone when None)."""
-    previous = torch.backends.cudnn.allow_tf32
+    previous = cudnn_conv_tf32()
     if allowed is not None:
         torch.backends.cudnn.allow_tf32 = allowed
     try:

@@ -23,9 +23,10 @@ differ from mmcv's and torchvision's in how they get there:
   Everything else is deterministic by construction.
 * dtypes: float16 and bfloat16 natively (fp32 sampling and accumulation, the tile
   rounded to the input dtype for the tensor cores, as cuDNN does); float32 with
-  TF32 tensor cores only when ``torch.backends.cuda.matmul.allow_tf32`` is on, else
-  full fp32 ("ieee").  float64 has no tensor-core path: it is served by the
-  ``'fast'`` backend (the same numbers, exact in float64).
+  TF32 tensor cores only when PyTorch allows TF32 for CUDA matmuls (either of its
+  switches: :func:`mmdcn_plugin.utils.tf32.matmul_tf32`), else full fp32
+  ("ieee").  float64 has no tensor-core path: it is served by the ``'fast'``
+  backend (the same numbers, exact in float64).
 
 Triton is imported lazily: this package imports without it, and the backend then
 reports itself unavailable.  With ``TRITON_INTERPRET=1`` set before the kernels are

@@ -13,6 +13,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ....utils.tf32 import matmul_tf32
 from ...checks import DeformGeometry
 from .backward import deform_conv_backward_data_kernel, deform_conv_backward_weight_kernel
 from .forward import INTERPRETED, deform_conv_forward_kernel
@@ -92,7 +93,7 @@ def dot_precision(input: Tensor) -> Optional[str]:
     """
     if input.dtype != torch.float32:
         return None
-    if input.is_cuda and torch.backends.cuda.matmul.allow_tf32:
+    if input.device.type == 'cuda' and matmul_tf32():
         return 'tf32'
     return 'ieee'
 

@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from ....utils.tf32 import matmul_tf32
 from ...checks import check_deform_conv2d_args
 from . import launch
 from .tune import DTYPES, SHAPES, add_row, command_line, parse_lists, problem, timer
@@ -65,7 +66,7 @@ def profile_stages(dtypes: List[str], shapes: List[str], iters: int, device: tor
     """
     measure = timer(device, iters)
     report = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
-              'torch': torch.__version__, 'tf32_matmul': torch.backends.cuda.matmul.allow_tf32,
+              'torch': torch.__version__, 'tf32_matmul': matmul_tf32(),
               'results': []}
     try:
         for dname in dtypes:

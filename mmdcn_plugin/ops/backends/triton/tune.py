@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ....utils import write_json_atomic
+from ....utils.tf32 import cudnn_conv_tf32, matmul_tf32
 from ...checks import check_deform_conv2d_args
 from . import launch
 from .function import TritonDeformConv
@@ -98,8 +99,8 @@ def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
     """
     measure = timer(device, iters)
     report = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
-              'torch': torch.__version__, 'tf32_matmul': torch.backends.cuda.matmul.allow_tf32,
-              'tf32_cudnn': torch.backends.cudnn.allow_tf32, 'results': []}
+              'torch': torch.__version__, 'tf32_matmul': matmul_tf32(),
+              'tf32_cudnn': cudnn_conv_tf32(), 'results': []}
     for dname in dtypes:
         dtype = DTYPES[dname]
         for sname in shapes:

@@ -1,0 +1,35 @@
+"""Whether CUDA float32 matmuls and cuDNN convolutions may use TF32 now.
+
+PyTorch has two switches for it: the legacy ``torch.backends.cuda.matmul.allow_tf32`` /
+``torch.backends.cudnn.allow_tf32``, and (torch >= 2.9) ``fp32_precision`` on
+``torch.backends``, ``torch.backends.cuda.matmul``, ``torch.backends.cudnn`` and
+``torch.backends.cudnn.conv``, where ``'none'`` defers to the parent.  Once a user sets
+the new one, reading a legacy flag that disagrees raises ("mix of the legacy and new
+APIs"), so everything in this package that reports or follows TF32 asks here: the most
+specific ``'tf32'``/``'ieee'`` of the new switches decides, else the legacy flag.
+"""
+from typing import Sequence
+
+import torch
+
+
+def _allowed(nodes: Sequence[object], legacy_owner: object) -> bool:
+    for node in nodes:
+        precision = getattr(node, 'fp32_precision', 'none')
+        if precision in ('tf32', 'ieee'):
+            return precision == 'tf32'
+    try:
+        return bool(legacy_owner.allow_tf32)
+    except RuntimeError:  # a state only the new switches describe
+        return False
+
+
+def matmul_tf32() -> bool:
+    """True when CUDA float32 matmuls (cuBLAS, and so ``tl.dot`` here) may use TF32."""
+    return _allowed([torch.backends.cuda.matmul, torch.backends], torch.backends.cuda.matmul)
+
+
+def cudnn_conv_tf32() -> bool:
+    """True when cuDNN float32 convolutions may use TF32 (PyTorch's default: yes)."""
+    cudnn = torch.backends.cudnn
+    return _allowed([getattr(cudnn, 'conv', None), cudnn, torch.backends], cudnn)
