@@ -44,6 +44,20 @@ gpu_only = pytest.mark.skipif(not ON_GPU, reason='sizes only the GPU runs in sec
 
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
+
+@pytest.fixture(autouse=True, scope='module')
+def strict_fp32_on_the_gpu():
+    """On a GPU, TF32 off for this file (as the ``device`` fixture does for the op's and
+    the layer's tests): the references are float64, and the layer's offset head is a
+    cuDNN conv, which uses TF32 by default (errors near 1e-3, ten times TOL's fp32)."""
+    if not ON_GPU:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
 # The op tests' odd geometries (the matrix every backend passes), plus channel counts
 # that make tiles straddle deform groups and conv groups and span several channel blocks.
 GEOMETRIES = {
