@@ -3,9 +3,11 @@ CPU: its orchestration, report and JSON with fake or cheap steps, step failures
 (exit status, crash, time limit), the time budget, and the command line.  What it
 runs on the GPU is checked here only as far as a CPU can: the steps' command lines
 parse and name files that exist."""
+import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import signal
 import subprocess
 import sys
@@ -140,10 +142,34 @@ def test_real_steps_passing_failing_crashing_and_over_time(tmp_path):
                for m in logs), logs
 
 
-def test_timed_out_tests_keep_the_tests_that_ran(tmp_path):
+@pytest.mark.parametrize('xdist, cores, workers', [(True, 16, 4), (True, 64, 4), (True, 4, 0),
+                                                   (False, 16, 0)])
+def test_tests_steps_compile_in_parallel_where_xdist_is_installed(monkeypatch, tmp_path,
+                                                                   xdist, cores, workers):
+    from mmdcn_plugin.benchmark import gpu_steps
+    real = gpu_steps.importlib.util.find_spec
+    monkeypatch.setattr(gpu_steps.importlib.util, 'find_spec',
+                        lambda name: (object() if xdist else None) if name == 'xdist'
+                        else real(name))
+    monkeypatch.setattr(gpu_steps.os, 'cpu_count', lambda: cores)
+    assert gpu_steps.xdist_workers() == workers
+    steps = {s.name: s for s in gpu_steps.default_steps(ROOT, str(tmp_path), str(tmp_path))}
+    for name in ('tests', 'tests-triton'):
+        argv = steps[name].argv
+        assert ('-n' in argv) == bool(workers), argv
+        if workers:
+            assert argv[argv.index('-n') + 1] == str(workers)
+
+
+XDIST = pytest.mark.skipif(importlib.util.find_spec('xdist') is None,
+                           reason='pytest-xdist is not installed (the GPU machine has it)')
+
+
+@pytest.mark.parametrize('workers', [0, pytest.param(2, marks=XDIST)], ids=['one', 'xdist'])
+def test_timed_out_tests_keep_the_tests_that_ran(tmp_path, workers):
     """A tests step stopped at its budget is interrupted first (SIGINT, even where the
     check itself was started with SIGINT ignored), so pytest writes its junit file: the
-    report keeps the counts and the failing test of what ran."""
+    report keeps the counts and the failing test of what ran, also with xdist workers."""
     (tmp_path / 'test_x.py').write_text(
         'import time\n'
         'def test_a(): pass\n'
@@ -153,6 +179,7 @@ def test_timed_out_tests_keep_the_tests_that_ran(tmp_path):
     out, step_dir = tmp_path / 'out', tmp_path / 'out' / 'tests'
     step = Step('tests', 'CUDA tests', [
         PY, '-m', 'pytest', str(tmp_path / 'test_x.py'), '-q', '-p', 'no:cacheprovider',
+        *(['-n', str(workers)] if workers else []),
         '--junitxml', str(step_dir / 'junit.xml')], 8.0, kind='tests', out_dir=str(step_dir))
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
     try:
@@ -163,8 +190,10 @@ def test_timed_out_tests_keep_the_tests_that_ran(tmp_path):
     assert time.monotonic() - start < 25
     result = state['steps'][0]
     assert result['status'] == 'timeout'
-    assert result['reason'].endswith(
-        '; 2 tests ran before: 1 passed, 1 failed, 0 errors, 0 skipped'), result['reason']
+    # Workers may run test_never beside test_slow; one process stops before it.
+    ran = '[23] tests ran before: [12] passed' if workers else '2 tests ran before: 1 passed'
+    assert re.search(f'; {ran}, 1 failed, 0 errors, 0 skipped$', result['reason']), \
+        result['reason']
     assert result['summary']['failing'] == ['test_x::test_b']
     assert 'KeyboardInterrupt' in (out / 'logs' / 'tests.log').read_text()
 

@@ -1,6 +1,8 @@
 """The GPU check's steps: what each runs, its time budget and what it needs first
 (:mod:`.gpu_check` runs them)."""
 import datetime
+import importlib.util
+import os
 import os.path as osp
 import sys
 from dataclasses import dataclass
@@ -64,15 +66,31 @@ def data_root_options(data_root: str) -> List[str]:
         + [f'{split}_evaluator.ann_file={root}annotations/val.json' for split in ('val', 'test')]
 
 
+def xdist_workers() -> int:
+    """pytest-xdist workers for the tests steps: a quarter of the cores, at most 4, where
+    pytest-xdist is installed (the GPU machine's image has it), else 0 (one process).
+
+    On a GPU most of a tests step is compiling the Triton kernels, once per
+    specialisation (about 60 in ``tests``, 50 in ``tests-triton``, counted on the CPU),
+    one after the other in one process; workers compile theirs side by side.  A step
+    stopped at its limit still writes its junit file under xdist (checked on the CPU).
+    """
+    if importlib.util.find_spec('xdist') is None:
+        return 0
+    workers = min(4, (os.cpu_count() or 1) // 4)
+    return workers if workers > 1 else 0
+
+
 def _tests_step(name: str, title: str, python: str, tests: Sequence[str], out_dir: str,
                 budget_s: float) -> Step:
     step_dir = osp.join(out_dir, name)
     if not tests:  # pytest without paths would collect the whole suite
         return Step(name, title, [python, '-c', 'import sys; sys.exit("no test files found")'],
                     budget_s, kind='tests', out_dir=step_dir)
+    workers = xdist_workers()
     return Step(name, title, [python, '-m', 'pytest', *tests, '--device', 'cuda', '-q', '-rfEs',
-                              '-p', 'no:cacheprovider', '--junitxml',
-                              osp.join(step_dir, 'junit.xml')],
+                              '-p', 'no:cacheprovider', *(['-n', str(workers)] if workers else []),
+                              '--junitxml', osp.join(step_dir, 'junit.xml')],
                 budget_s, kind='tests', out_dir=step_dir)
 
 
