@@ -80,6 +80,8 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
 # is_exporting), not on every call.
 _is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', lambda: False)
 _is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting', lambda: False)
+_is_dynamo_compiling = getattr(getattr(torch, 'compiler', None), 'is_dynamo_compiling',
+                               lambda: False)
 
 
 def recorder() -> Optional[str]:
@@ -90,11 +92,14 @@ def recorder() -> Optional[str]:
     ``torch.onnx.export(dynamo=True)`` does; None in eager mode and under
     ``torch.compile``, which runs what it cannot record eagerly.
     """
-    # Two cheap flags cover every case: the ONNX exporters run one of the two
-    # recorders, so torch.onnx.is_in_onnx_export (about 1 us a call) is not asked.
+    # Cheap flags cover every case: the ONNX exporters run one of the two recorders,
+    # so torch.onnx.is_in_onnx_export (about 1 us a call) is not asked.  torch 2.11's
+    # dynamo answers is_exporting() with True under torch.compile as well; only there
+    # is is_dynamo_compiling() True (export, strict or not, says False), checked with
+    # torch 2.11 and 2.13.
     if torch.jit.is_tracing():
         return 'torch.jit.trace'
-    if _is_compiling() and _is_exporting():
+    if _is_compiling() and _is_exporting() and not _is_dynamo_compiling():
         return 'torch.export'
     return None
 
