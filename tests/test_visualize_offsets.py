@@ -246,6 +246,34 @@ def test_hook_writes_pictures(image_path, tmp_path):
     assert runner.model.training          # the hook restored training mode
 
 
+def test_hook_draws_on_rank_0_only(image_path, tmp_path, monkeypatch):
+    """Under DDP every rank runs the hook: one draws, the others would write the same
+    files at the same time."""
+    from mmdcn_plugin.hooks import offset_visualization_hook
+    drawn = []
+    monkeypatch.setattr(offset_visualization_hook, 'visualize_offsets',
+                        lambda *args, **kwargs: drawn.append(kwargs['note']) or {})
+
+    class Logger:
+        def info(self, text):
+            pass
+
+    class StubRunner:
+        model = MODELS.build(Config.fromfile(DCNV2).model)
+        work_dir = str(tmp_path)
+        logger = Logger()
+        epoch = 0
+        cfg = None
+
+    for rank in (1, 0):
+        runner = StubRunner()
+        runner.rank = rank
+        hook = OffsetVisualizationHook(image_path, interval=1)
+        hook.before_train(runner)
+        hook.after_train_epoch(runner)
+        assert drawn == ([] if rank else ['epoch 1'])
+
+
 def test_hook_skips_a_model_without_deformable_layers(image_path, tmp_path):
     class Logger:
         def __init__(self):

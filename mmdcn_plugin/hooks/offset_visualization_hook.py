@@ -70,6 +70,8 @@ class OffsetVisualizationHook(Hook):
     def after_train_epoch(self, runner) -> None:
         if not self._enabled or not self.every_n_epochs(runner, self.interval):
             return
+        if runner.rank != 0:
+            return  # one process draws; every rank would write the same files at once
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         was_training = model.training
         model.eval()
