@@ -1,4 +1,6 @@
 """mmdcn_plugin.utils.timing: the one timing loop of every benchmark, with fake clocks."""
+import contextlib
+
 import pytest
 import torch
 
@@ -91,18 +93,30 @@ def test_cuda_seconds_reads_events_around_the_call_after_a_synchronize(monkeypat
         def elapsed_time(self, other):
             return 12.5
 
+    @contextlib.contextmanager
+    def on(device):
+        trace.append(f'on {device}')
+        yield
+        trace.append('off')
+
     monkeypatch.setattr(torch.cuda, 'Event', Event)
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda: trace.append('device sync'))
+    monkeypatch.setattr(torch.cuda, 'device', on)
     seconds = timing.cuda_seconds(lambda: trace.append('run'))
     assert seconds == pytest.approx(0.0125)
-    assert trace == ['device sync', 'new start', 'new end', 'record start', 'run',
-                     'record end', 'sync end']
+    assert trace == ['on None', 'device sync', 'new start', 'new end', 'record start', 'run',
+                     'record end', 'sync end', 'off']
+    # measure_for('cuda:1') times on cuda:1, whichever device is current.
+    trace.clear()
+    assert timing.measure_for('cuda:1')(lambda: trace.append('run')) == pytest.approx(0.0125)
+    assert trace[0] == 'on cuda:1' and trace[-1] == 'off'
 
 
 def test_measure_for_device():
     assert timing.measure_for('cpu') is timing.wall_seconds
-    assert timing.measure_for('cuda') is timing.cuda_seconds
-    assert timing.measure_for('cuda:1') is timing.cuda_seconds
+    for device in ('cuda', 'cuda:1'):
+        measure = timing.measure_for(device)
+        assert measure.func is timing.cuda_seconds and measure.keywords == dict(device=device)
     with pytest.raises(TypeError, match=r"device: expected a str"):
         timing.measure_for(torch.device('cpu'))
 

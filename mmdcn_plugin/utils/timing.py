@@ -11,6 +11,7 @@ changes, a warming GPU) hits every candidate alike; the benchmarks report median
 - :func:`measure_for`: the measure for a device type.
 """
 import contextlib
+import functools
 import statistics
 import time
 from typing import Callable, Dict, Hashable, Iterator, List, Mapping, Optional
@@ -30,28 +31,34 @@ def wall_seconds(run: Run) -> float:
     return time.perf_counter() - start
 
 
-def cuda_seconds(run: Run) -> float:
-    """Seconds of one call of ``run`` between two CUDA events on the current stream.
+def cuda_seconds(run: Run, device: Optional[str] = None) -> float:
+    """Seconds of one call of ``run`` between two CUDA events on ``device``'s current
+    stream (default: the current device).
 
     The device is synchronised before (so earlier work does not count) and after (so
     all of this call's kernels do).
     """
     import torch
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run()
-    end.record()
-    end.synchronize()
+    with torch.cuda.device(device):
+        torch.cuda.synchronize()
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
     return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
 
 
 def measure_for(device: str) -> Measure:
-    """:func:`cuda_seconds` for ``'cuda'`` (or ``'cuda:N'``), else :func:`wall_seconds`."""
+    """:func:`cuda_seconds` on that device for ``'cuda'`` or ``'cuda:N'``, else
+    :func:`wall_seconds`."""
     if not isinstance(device, str):
         raise TypeError(f'device: expected a str such as \'cpu\' or \'cuda\', got '
                         f'{type(device).__name__}')
-    return cuda_seconds if device.split(':')[0] == 'cuda' else wall_seconds
+    if device.split(':')[0] != 'cuda':
+        return wall_seconds
+    return functools.partial(cuda_seconds, device=device)
 
 
 def interleaved_times(runs: Mapping[Hashable, Run], repeat: int, warmup: int = 1,

@@ -19,7 +19,6 @@ does).
 """
 import argparse
 import statistics
-import time
 from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from ....utils import write_json_atomic
 from ....utils.tf32 import cudnn_conv_tf32, matmul_tf32
+from ....utils.timing import measure_for
 from ...checks import check_deform_conv2d_args
 from . import launch
 from .function import TritonDeformConv
@@ -50,25 +50,14 @@ CANDIDATES = {
 
 
 def timer(device: torch.device, iters: int) -> Callable[[Callable[[], object]], float]:
-    """``measure(fn)``: median milliseconds of ``fn()`` (CUDA events on a GPU)."""
+    """``measure(fn)``: median milliseconds of ``iters`` calls of ``fn()`` after two
+    untimed ones (CUDA events on a GPU: :func:`mmdcn_plugin.utils.timing.measure_for`)."""
+    seconds = measure_for(str(device))
+
     def measure(fn):
         for _ in range(2):
             fn()
-        times = []
-        for _ in range(iters):
-            if device.type == 'cuda':
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(times)
+        return 1e3 * statistics.median(seconds(fn) for _ in range(iters))
     return measure
 
 
