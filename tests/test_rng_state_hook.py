@@ -87,3 +87,21 @@ def test_resuming_a_checkpoint_without_the_state_warns(caplog):
     with caplog.at_level(logging.WARNING, logger='rng-state-test'):
         hook.before_train(Runner(8))
     assert 'the checkpoint has no RNG state' in caplog.text
+
+
+def test_resume_through_a_saved_file_on_the_test_device(tmp_path, device):
+    """As MMEngine resumes: the checkpoint file loaded with map_location=the device (CUDA
+    in the GPU check), then the CPU and the device's generators draw on as before."""
+    seed(1)
+    on_device = lambda: float(torch.rand((), device=device))  # noqa: E731
+    on_device()  # a CUDA generator is saved once CUDA is in use
+    checkpoint = {}
+    RNGStateHook().before_save_checkpoint(Runner(8), checkpoint)
+    torch.save(checkpoint, tmp_path / 'epoch_1.pth')
+    expected = draws(), on_device()
+    seed(2)
+    hook = RNGStateHook()
+    hook.after_load_checkpoint(Runner(8), torch.load(tmp_path / 'epoch_1.pth',
+                                                     map_location=device, weights_only=False))
+    hook.before_train(Runner(8))
+    assert (draws(), on_device()) == expected

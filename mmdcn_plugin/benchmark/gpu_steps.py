@@ -16,7 +16,7 @@ MMDET_DCN_CONFIGS = ('mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py',
                      'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
 DEFAULT_TESTS = ('tests/test_cuda.py', 'tests/test_capability_probe.py',
                  'tests/test_deform_conv_op.py', 'tests/test_mmcv_function.py',
-                 'tests/test_layers.py')
+                 'tests/test_layers.py', 'tests/test_rng_state_hook.py')
 TRITON_TESTS = ('tests/test_triton_backend.py',)
 OP_DTYPES = ('float32', 'float16', 'bfloat16')
 DEFAULT_BUDGET_S = 390.0
