@@ -28,12 +28,6 @@ from mmdet.registry import HOOKS
 KEY = 'mmdcn_rng_state'
 
 
-def _cpu(state) -> torch.Tensor:
-    # MMEngine resumes with map_location=its device: the ByteTensors arrive on the GPU,
-    # and the generators take CPU ByteTensors only.
-    return state.cpu() if isinstance(state, torch.Tensor) else torch.as_tensor(state)
-
-
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save the global RNG states with each checkpoint; restore them when resuming."""
@@ -49,7 +43,6 @@ class RNGStateHook(Hook):
                      torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state()
-            state['cuda_device'] = torch.cuda.current_device()
         checkpoint[KEY] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -68,11 +61,13 @@ class RNGStateHook(Hook):
             return
         random.setstate(state['python'])
         np.random.set_state(state['numpy'])
-        torch.set_rng_state(_cpu(state['torch']))
+        # MMEngine resumes with map_location=its device: on a GPU the ByteTensors arrive
+        # there, and the generators take CPU ByteTensors only.
+        torch.set_rng_state(state['torch'].cpu())
         cuda = state.get('cuda')
         if cuda is not None and torch.cuda.is_available():
             if isinstance(cuda, (list, tuple)):  # all devices: checkpoints before 2026-12-05
                 index = torch.cuda.current_device()
                 cuda = cuda[index] if index < len(cuda) else None
             if cuda is not None:
-                torch.cuda.set_rng_state(_cpu(cuda))
+                torch.cuda.set_rng_state(cuda.cpu())

@@ -32,7 +32,7 @@ from ...checks import check_deform_conv2d_args
 from . import launch
 from .tune import DTYPES, SHAPES, add_row, command_line, parse_lists, problem, timer
 
-# variant -> (launch.LEAVE_OUT value, or None for the data kernel's flag variants)
+# kernel -> variant -> its setting: launch.LEAVE_OUT's value for 'forward' and 'weight'.
 KERNEL_VARIANTS = {
     'forward': {'full': 0, 'one-corner': launch.ONE_CORNER,
                 'no-sampling': launch.NO_SAMPLING, 'no-dot': launch.NO_DOT},
