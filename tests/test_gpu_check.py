@@ -262,6 +262,8 @@ def test_the_environment_never_asks_mmcv_for_its_build_info(tmp_path, monkeypatc
     assert saved == json.loads(json.dumps(env))
     for key in ('date', 'commit', 'torch', 'mmcv', 'mmdet', 'mmengine', 'tf32', 'backends'):
         assert key in saved, key
+    import numpy
+    assert saved['numpy'] == numpy.__version__
     assert saved['tf32']['cudnn_allow_tf32'] in (True, False)
     assert saved['backends']['cpu']['torch'] == 'runs'
     assert saved['backends']['cpu']['auto'].startswith('picks ')

@@ -269,7 +269,8 @@ def _env_lines(env: Optional[dict]) -> List[str]:
                                f"{env.get('nvcc')}"),
             ('mmcv / mmengine / mmdet', f"{env.get('mmcv')} / {env.get('mmengine')} / "
                                         f"{env.get('mmdet')}"),
-            ('torchvision / triton', f"{env.get('torchvision')} / {env.get('triton')}"),
+            ('torchvision / triton / numpy', f"{env.get('torchvision')} / {env.get('triton')} / "
+                                             f"{env.get('numpy')}"),
             ('TF32', f"cudnn.allow_tf32={tf32.get('cudnn_allow_tf32')}, "
                      f"matmul.allow_tf32={tf32.get('matmul_allow_tf32')}, "
                      f"cudnn.benchmark={tf32.get('cudnn_benchmark')}")]

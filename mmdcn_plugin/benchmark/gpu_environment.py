@@ -53,8 +53,9 @@ def collect_environment(root: str) -> dict:
                cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
                else None,
                cuda_available=torch.cuda.is_available())
-    for package in ('mmcv', 'mmengine', 'mmdet', 'torchvision', 'triton', 'pycocotools',
-                    'onnxruntime'):
+    # numpy too: the machine's image has its own (2.5 on the lent GPUs), not the pins'.
+    for package in ('mmcv', 'mmengine', 'mmdet', 'torchvision', 'triton', 'numpy',
+                    'pycocotools', 'onnxruntime'):
         env[package] = _version(package)
     env['tf32'] = dict(cudnn_allow_tf32=cudnn_conv_tf32(), matmul_allow_tf32=matmul_tf32(),
                        cudnn_benchmark=bool(torch.backends.cudnn.benchmark))
