@@ -167,7 +167,7 @@ def tf32_switches():
 
 
 def test_tf32_is_stated_per_side_and_the_strict_switch_is_restored(tf32_switches):
-    note = ops_module._tf32_note
+    note = ops_module.tf32_note
     assert note('conv', 'cpu', 'float32') == 'n/a'
     assert note('mmcv', 'cuda', 'float16') == 'n/a'
     torch.backends.cudnn.allow_tf32 = True

@@ -17,6 +17,7 @@ import pytest
 
 from helpers import load_tool
 from mmdcn_plugin.benchmark import gpu_check
+from mmdcn_plugin.benchmark.floor import Ceilings, add_floors
 from mmdcn_plugin.benchmark.gpu_check import Step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -211,11 +212,13 @@ def test_results_are_read_from_each_steps_files(tmp_path):
         '<testcase classname="tests.test_cuda" name="test_d"/></testsuite></testsuites>')
     (out / 'ops').mkdir()
     rows = [dict(shape='c3', nchw='2x128x100x152', mode=mode, candidate=c, median_ms=ms,
-                 vs_conv=ms / 0.5, tf32='n/a')
+                 vs_conv=ms / 0.5, tf32='n/a', dtype='float32')
             for mode in ('fwd', 'fwd+bwd')
             for c, ms in (('conv', 0.5), ('mmcv', 2.0), ('plugin:auto', 2.1))]
+    ceilings = dict(memory=3e12, matmul={'float32': 5e13}, source='measured on cuda, n=8192')
+    add_floors(rows, Ceilings(**ceilings))
     (out / 'ops' / 'results.json').write_text(json.dumps(dict(kind='ops', machine='GPU X',
-                                                              rows=rows)))
+                                                              ceilings=ceilings, rows=rows)))
     (out / 'train').mkdir()
     (out / 'train' / 'epoch_1.pth').write_bytes(b'x')
     write_log = 'import sys; print(sys.argv[1])'
@@ -243,7 +246,11 @@ def test_results_are_read_from_each_steps_files(tmp_path):
     report = (out / 'report.md').read_text()
     assert '2 passed, 1 failed, 0 errors, 1 skipped (4 in all).' in report
     assert '- failing: `tests.test_cuda::test_b`' in report
-    assert '| 2,128,100,152 | plugin:auto | 2.1 | 4.2x | 2.1 | 4.2x |' in report
+    # c3's deformable forward: 8.965 GFLOP at 50 TFLOP/s = 0.1793 ms; 2.1 ms is 11.71x it.
+    assert ('| 2,128,100,152 | plugin:auto | 2.1 | 4.2x | 2.1 | 4.2x | 0.1793 (matmul) / '
+            '0.5379 (matmul) | 11.71x / 3.9x |') in report
+    assert ('ceilings (measured on cuda, n=8192): memory 3 TB/s; matmul TFLOP/s: float32 50; '
+            'the floor of a row') in report
     assert "plugin:auto fwd: 0.95x faster than mmcv" in report
     assert 'bbox mAP: 0.123 (passed; one epoch' in report
 

@@ -1,7 +1,9 @@
 """Benchmarks: the deformable-convolution op against a plain conv, and whole detectors.
 
     python tools/benchmark.py ops [--device cpu|cuda] [--dtype float32|float16|bfloat16]
-                                  [--shapes c3 c4 c5 | r50-c3c5] [--strict-fp32-conv] --out-dir DIR
+                                  [--shapes c3 c4 c5 | r50-c3c5] [--strict-fp32-conv]
+                                  [--floor | --no-floor] [--ceilings K=V ...] --out-dir DIR
+    python tools/benchmark.py floor [--dtype ...] [--shapes ...] [--ceilings K=V ...]
     python tools/benchmark.py model CONFIG [--baseline CONFIG] [--also CONFIG ...]
                                     [--device cpu|cuda] [--amp] [--synthetic H W] --out-dir DIR
 
@@ -17,6 +19,14 @@ after every shape, so a run stopped part-way keeps what it measured.  On CUDA fl
 the table says which TF32 switch governed each side (cuDNN may use TF32 by default,
 matmuls not); ``--strict-fp32-conv`` turns cuDNN's off.  ``--memory`` also measures
 the peak memory of one forward+backward of each candidate (a fresh process on the CPU).
+With ``--floor`` (the default on CUDA) the machine's ceilings are measured first (a
+large copy, a large matmul per precision, about a second on a GPU) and every row gets
+its floor, the least time its work can take there, and its time over that floor;
+``--ceilings memory=TB/s <precision>=TFLOP/s ...`` gives them instead.
+
+``floor`` prints those floors before anything is timed: the work of the plain conv and
+of the deformable op (matmul and bilinear flops, bytes moved) and the least time at the
+``--ceilings`` given (or measured on ``--device``); see :mod:`mmdcn_plugin.benchmark.floor`.
 
 ``model`` times training iterations (``train_step``) and inference (``test_step``)
 of a detector config, of its baseline (the same config with the backbone's
@@ -47,6 +57,7 @@ All print a Markdown table and write ``results.csv``, ``results.json`` and a PNG
 bar chart into ``--out-dir``.  The work is done by :mod:`mmdcn_plugin.benchmark`.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -57,6 +68,8 @@ from mmdcn_plugin.benchmark import (DTYPES, INFER_SHAPES, OP_SHAPES, SHAPE_PRESE
                                     machine_for, model_table, ops_summary, ops_table,
                                     overhead_table, run_infer_ops, run_model, run_model_infer,
                                     run_ops, run_overhead, write_outputs, write_partial)
+from mmdcn_plugin.benchmark.floor import (ceiling_keys, floor_rows, floor_table,
+                                          measure_ceilings, parse_ceilings)
 
 DEFAULT_SHAPES = {'cpu': ['c3', 'c4', 'c5'], 'cuda': ['r50-c3c5']}
 
@@ -83,7 +96,23 @@ def parse_args(argv=None):
     ops.add_argument('--strict-fp32-conv', action='store_true',
                      help="CUDA float32: turn cuDNN's TF32 off, so the conv computes in strict "
                      'float32 as the matmuls of the deformable kernels do')
+    ops.add_argument('--floor', action=argparse.BooleanOptionalAction, default=None,
+                     help="give every row its floor at the machine's measured ceilings "
+                     '(default: on CUDA)')
+    ops.add_argument('--ceilings', nargs='+', metavar='K=V',
+                     help='ceilings instead of measuring them: memory=TB/s and '
+                     '<float16|bfloat16|tf32|float32|float64>=TFLOP/s')
     ops.add_argument('--out-dir', required=True)
+    floor = sub.add_parser('floor', help='the least time of the conv and the op, untimed')
+    floor.add_argument('--device', choices=['cpu', 'cuda'], default='cuda',
+                       help='whose TF32 switches apply and, without --ceilings, where the '
+                       'ceilings are measured (default: cuda)')
+    floor.add_argument('--dtype', choices=sorted(DTYPES), default='float32')
+    floor.add_argument('--shapes', nargs='+', choices=sorted(OP_SHAPES) + sorted(SHAPE_PRESETS),
+                       default=['r50-c3c5'])
+    floor.add_argument('--ceilings', nargs='+', metavar='K=V',
+                       help='memory=TB/s and <precision>=TFLOP/s (default: measure them)')
+    floor.add_argument('--out-dir', help='also write floor.json there')
     overhead = sub.add_parser('overhead', help="the op wrapper's cost per call over mmcv's")
     overhead.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     overhead.add_argument('--number', type=int, default=2000, help='calls per timed round')
@@ -136,7 +165,20 @@ def parse_args(argv=None):
         parser.error(f'--warmup: expected >= 0, got {args.warmup}')
     if getattr(args, 'threads', 0) < 0:
         parser.error(f'--threads: expected >= 0, got {args.threads}')
+    if args.cmd in ('ops', 'floor') and args.ceilings:
+        try:
+            args.ceilings = parse_ceilings(args.ceilings)
+        except ValueError as e:
+            parser.error(f'--{e}')
+    if args.cmd == 'floor' and not args.ceilings and (
+            args.device == 'cuda' and not torch.cuda.is_available()):
+        parser.error('--ceilings: expected with --device cuda on a machine without CUDA '
+                     '(nothing to measure them on)')
     if args.cmd == 'ops':
+        if args.floor is None:
+            args.floor = args.device == 'cuda' or bool(args.ceilings)
+        if args.ceilings and not args.floor:
+            parser.error('--ceilings: expected without --no-floor')
         if args.shapes is None:
             args.shapes = DEFAULT_SHAPES[args.device]
         if args.strict_fp32_conv and (args.device, args.dtype) != ('cuda', 'float32'):
@@ -168,11 +210,34 @@ def main(argv=None):
     machine = machine_for(device, threads=args.threads if args.inference
                           else torch.get_num_threads())
     log(f'machine: {machine}')
+    ceilings, extra = None, {}
+    if args.cmd == 'floor':
+        ceilings = args.ceilings or measure_ceilings(device, ceiling_keys(args.dtype), log=log)
+    elif getattr(args, 'floor', None):
+        try:
+            ceilings = args.ceilings or measure_ceilings(device, ceiling_keys(args.dtype),
+                                                         log=log)
+        except RuntimeError as e:  # e.g. out of memory: the timings matter more
+            log(f'ceilings not measured, so no floors: {type(e).__name__}: {e}')
+    if ceilings is not None:
+        extra = dict(ceilings=dict(memory=ceilings.memory, matmul=ceilings.matmul,
+                                   source=ceilings.source))
+        log(ceilings.describe())
+    if args.cmd == 'floor':
+        rows = floor_rows(args.shapes, args.dtype, ceilings, device)
+        print(f'machine: {machine}\n{ceilings.describe()}\n\n{floor_table(rows)}')
+        if args.out_dir:
+            os.makedirs(args.out_dir, exist_ok=True)
+            with open(os.path.join(args.out_dir, 'floor.json'), 'w') as f:
+                json.dump(dict(machine=machine, **extra, rows=rows), f, indent=2)
+        return 0
     if args.cmd == 'ops':
         rows = run_ops(device=args.device, dtype=args.dtype, shapes=args.shapes,
                        candidates=args.candidates, repeat=args.repeat, warmup=args.warmup,
                        memory=args.memory, log=log, strict_fp32_conv=args.strict_fp32_conv,
-                       on_rows=lambda rows: write_partial(rows, args.out_dir, 'ops', machine))
+                       ceilings=ceilings,
+                       on_rows=lambda rows: write_partial(rows, args.out_dir, 'ops', machine,
+                                                          extra))
         table, summary = ops_table(rows), ops_summary(rows)
     elif args.cmd == 'overhead':
         rows = run_overhead(device=args.device, number=args.number, rounds=args.repeat, log=log,
@@ -195,9 +260,12 @@ def main(argv=None):
                          synthetic=tuple(args.synthetic) if args.synthetic else None, log=log)
         table, summary = model_table(rows), ''
     # Inference rows follow the ops schema (candidate, median_ms, vs_conv).
-    paths = write_outputs(rows, args.out_dir, 'ops' if args.inference else args.cmd, machine)
+    paths = write_outputs(rows, args.out_dir, 'ops' if args.inference else args.cmd, machine,
+                          extra)
     print(f'<!-- {" ".join(sys.argv)} -->')
     print(f'machine: {machine}\n')
+    if ceilings is not None:
+        print(f'{ceilings.describe()}\n')
     print(table)
     if summary:
         print('\n' + summary)

@@ -4,6 +4,9 @@ their baselines; ``tools/benchmark.py`` is the command line.
 - :mod:`.ops`: time every backend of the op (and mmcv's and torchvision's kernels)
   on ResNet-50's c3-c5 DCN shapes, CPU or CUDA, interleaved repetitions, medians;
   peak memory per candidate; the candidates and the op's inputs for every benchmark;
+- :mod:`.ops_report`: those rows as a Markdown table, and each backend against mmcv;
+- :mod:`.floor`: the least time the op can take on a machine (its work over the
+  machine's measured ceilings), and each row's time over it;
 - :mod:`.model`: time ``train_step`` and ``test_step`` of a config, its baseline and
   more configs (CPU or CUDA, fp32 or AMP, on a config's data or a synthetic batch);
 - :mod:`.infer`: CPU inference of the op under onnxruntime and of a backbone
@@ -17,8 +20,10 @@ Every timing goes through :mod:`mmdcn_plugin.utils.timing` (one interleaved loop
 from .infer import INFER_SHAPES, infer_candidates, infer_table, run_infer_ops, run_model_infer
 from .model import (count_deformable_layers, model_table, resolve_config, run_model,
                     summarize_model_times, synthetic_batch)
+from .floor import Ceilings, add_floors, measure_ceilings, op_work, parse_ceilings
 from .ops import (DTYPES, OP_SHAPES, SHAPE_PRESETS, expand_shapes, make_op_inputs,
-                  op_candidates, op_run, ops_summary, ops_table, run_ops, tf32_flags)
+                  op_candidates, op_run, run_ops, tf32_flags)
+from .ops_report import ops_summary, ops_table
 from .output import machine_for, write_outputs, write_partial
 from .overhead import overhead_table, run_overhead
 
@@ -27,4 +32,5 @@ __all__ = ['OP_SHAPES', 'SHAPE_PRESETS', 'DTYPES', 'expand_shapes', 'make_op_inp
            'run_model', 'summarize_model_times', 'model_table', 'synthetic_batch',
            'resolve_config', 'count_deformable_layers', 'INFER_SHAPES', 'infer_candidates',
            'run_infer_ops', 'run_model_infer', 'infer_table', 'write_outputs', 'write_partial',
-           'machine_for', 'run_overhead', 'overhead_table']
+           'machine_for', 'run_overhead', 'overhead_table', 'Ceilings', 'add_floors',
+           'measure_ceilings', 'op_work', 'parse_ceilings']

@@ -128,7 +128,8 @@ def summarize(step: Step, log_path: str) -> dict:
         with open(osp.join(step.out_dir, 'results.json')) as f:
             saved = json.load(f)
         return dict(ok=bool(saved['rows']) and not saved.get('partial'), machine=saved['machine'],
-                    rows=saved['rows'], partial=bool(saved.get('partial')))
+                    rows=saved['rows'], partial=bool(saved.get('partial')),
+                    **({'ceilings': saved['ceilings']} if 'ceilings' in saved else {}))
     if step.kind == 'train':
         ckpt = osp.join(step.out_dir, 'epoch_1.pth')
         return dict(ok=osp.isfile(ckpt), checkpoint=ckpt if osp.isfile(ckpt) else None,
@@ -288,7 +289,8 @@ def _env_lines(env: Optional[dict]) -> List[str]:
 def render_report(state: dict) -> str:
     """The Markdown report of a (possibly unfinished) check."""
     from .model import model_table
-    from .ops import ops_summary, ops_table
+    from .floor import Ceilings
+    from .ops_report import ops_summary, ops_table
     from .overhead import overhead_table
     env = state.get('environment') or {}
     done = state.get('finished')
@@ -316,8 +318,11 @@ def render_report(state: dict) -> str:
         elif summary.get('rows') and kind == 'ops':
             partial = (' **Partial: the step stopped before its last shape.**'
                        if summary.get('partial') else '')
-            lines += [f"## {r['title']}", '', f"`{summary['machine']}`{partial}", '',
-                      ops_table(summary['rows']), '']
+            lines += [f"## {r['title']}", '', f"`{summary['machine']}`{partial}", '']
+            if summary.get('ceilings'):
+                lines += [Ceilings(**summary['ceilings']).describe() + '; the floor of a row '
+                          'is the least time its work can take at them', '']
+            lines += [ops_table(summary['rows']), '']
             text = ops_summary(summary['rows'])
             lines += [text, ''] if text else []
         elif summary.get('rows') and kind == 'overhead':

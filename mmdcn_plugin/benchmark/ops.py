@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..utils.tf32 import cudnn_conv_tf32, matmul_tf32
 from ..utils.timing import Measure, interleaved_times, measure_for
+from .floor import Ceilings, add_floors
 
 # ResNet-50's c3-c5 DCN inputs (the 3x3 conv2 of each bottleneck, at its output size):
 # 'c3'-'c5' for a 400x667 image at batch 2 (the CPU default), and the '-800x1216' ones
@@ -164,7 +165,9 @@ def tf32_flags() -> Dict[str, bool]:
     return dict(cudnn=cudnn_conv_tf32(), matmul=matmul_tf32())
 
 
-def _tf32_note(candidate: str, device: str, dtype: str) -> str:
+def tf32_note(candidate: str, device: str, dtype: str) -> str:
+    """Which TF32 switch governs ``candidate``'s arithmetic and how it is set now
+    (``'cudnn.allow_tf32=True'``); ``'n/a'`` outside CUDA float32."""
     if not device.startswith('cuda') or dtype != 'float32':
         return 'n/a'
     flags = tf32_flags()
@@ -240,7 +243,7 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
             memory: bool = False, log: Callable[[str], None] = _no_log,
             available: Optional[Dict[str, Candidate]] = None,
             measure: Optional[Measure] = None,
-            strict_fp32_conv: bool = False,
+            strict_fp32_conv: bool = False, ceilings: Optional[Ceilings] = None,
             on_rows: Optional[Callable[[List[dict]], None]] = None) -> List[dict]:
     """Median time of every candidate per shape and mode, and its ratio to ``'conv'``.
 
@@ -259,14 +262,19 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
         strict_fp32_conv (bool): turn cuDNN's TF32 off for the run, so that the conv
             computes in strict float32 as the ``addmm`` of mmcv and torchvision do
             (by default PyTorch lets cuDNN use TF32 and matmuls not).
+        ceilings (Ceilings): the machine's, from :func:`.floor.measure_ceilings`: every
+            timed row then gets its floor (:func:`.floor.add_floors`).
         on_rows: called with all rows so far after every shape (a caller saves them, so
             a run stopped part-way keeps what it measured).
 
     Returns:
         list of dicts: ``shape``, ``nchw``, ``mode``, ``candidate``, ``device``,
         ``dtype``, ``tf32`` (which TF32 switch governed that side, ``'n/a'`` outside
-        CUDA float32), ``median_ms``, ``vs_conv`` (median / conv's median) and, with
-        ``memory``, ``peak_mb`` (fwd+bwd); or, for a failed candidate, ``error``.
+        CUDA float32), ``median_ms``, ``vs_conv`` (median / conv's median), ``spread``
+        ((slowest - fastest repetition) / median: a difference between candidates
+        smaller than it is noise), with ``ceilings`` ``floor_ms``, ``vs_floor`` and
+        ``bound``, and with ``memory`` ``peak_mb`` (fwd+bwd); or, for a failed
+        candidate, ``error``.
     """
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError("device: expected 'cpu' on this machine (no CUDA device), got "
@@ -305,13 +313,16 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
                 for name in list(cands) + list(skipped):
                     row = dict(shape=shape_name, nchw='x'.join(map(str, shape)), mode=mode,
                                candidate=name, device=device, dtype=dtype,
-                               tf32=_tf32_note(name, device, dtype))
+                               tf32=tf32_note(name, device, dtype))
                     if name in errors:
                         row['error'] = errors[name]
                     else:
                         med = statistics.median(times[name])
-                        row.update(median_ms=round(med * 1e3, 3), vs_conv=round(med / conv, 3))
+                        row.update(median_ms=round(med * 1e3, 3), vs_conv=round(med / conv, 3),
+                                   spread=round((max(times[name]) - min(times[name])) / med, 3))
                     rows.append(row)
+                if ceilings is not None:
+                    add_floors(rows, ceilings)
             if memory and device.startswith('cuda'):
                 for name in _succeeded(rows, shape_name, cands):
                     peak = peak_cuda_memory_mb(op_run(cands[name], inputs, 'fwd+bwd'))
@@ -336,71 +347,3 @@ def _set_peak(rows: List[dict], shape_name: str, candidate: str, peak: float) ->
     for row in rows:
         if row['shape'] == shape_name and row['candidate'] == candidate:
             row['peak_mb'] = round(peak, 1)
-
-
-def ops_table(rows: List[dict]) -> str:
-    """A Markdown table of :func:`run_ops`'s rows: one line per shape and candidate."""
-    mem = any('peak_mb' in r for r in rows)
-    tf32 = any(r.get('tf32', 'n/a') != 'n/a' for r in rows)
-    head = '| shape (N,C,H,W) | candidate | fwd ms | fwd x conv | fwd+bwd ms | fwd+bwd x conv |'
-    head += ' peak MB (fwd+bwd) |' if mem else ''
-    head += ' TF32 |' if tf32 else ''
-    lines = [head, '|' + '---|' * (head.count('|') - 1)]
-    keyed = {(r['shape'], r['candidate'], r['mode']): r for r in rows}
-
-    def cells(r):
-        if 'error' in r:
-            return f"failed: {r['error'][:60]}", '-'
-        return r['median_ms'], f"{r['vs_conv']}x"
-
-    for shape in dict.fromkeys(r['shape'] for r in rows):
-        for cand in dict.fromkeys(r['candidate'] for r in rows):
-            f, b = keyed[(shape, cand, 'fwd')], keyed[(shape, cand, 'fwd+bwd')]
-            (f_ms, f_x), (b_ms, b_x) = cells(f), cells(b)
-            line = f"| {f['nchw'].replace('x', ',')} | {cand} | {f_ms} | {f_x} | {b_ms} | {b_x} |"
-            if mem:
-                line += f" {b.get('peak_mb', '')} |"
-            if tf32:
-                line += f" {f.get('tf32', '')} |"
-            lines.append(line)
-    return '\n'.join(lines)
-
-
-def geomean(values) -> float:
-    values = list(values)
-    prod = 1.0
-    for v in values:
-        prod *= v
-    return prod ** (1.0 / len(values))
-
-
-def ops_summary(rows: List[dict]) -> str:
-    """Each plugin backend against mmcv's raw kernel, per mode ('' without mmcv).
-
-    One line per backend and mode: the geometric mean over shapes of mmcv's time /
-    the backend's time, and the backend's largest time / mmcv's time over the shapes
-    (for ``plugin:mmcv``, which runs mmcv's kernel, that is the wrapper's overhead;
-    ``plugin:auto`` on CUDA runs ``triton`` where Triton imports, else mmcv's kernel).
-    """
-    ok = [r for r in rows if 'error' not in r]
-    cands = list(dict.fromkeys(r['candidate'] for r in ok))
-    if 'mmcv' not in cands:
-        return ''
-    out = []
-    for mode in MODES:
-        for cand in cands:
-            if not cand.startswith('plugin:'):
-                continue
-            ratios = {}
-            for shape in dict.fromkeys(r['shape'] for r in ok):
-                get = {r['candidate']: r['median_ms'] for r in ok
-                       if r['shape'] == shape and r['mode'] == mode}
-                if cand in get and 'mmcv' in get:
-                    ratios[shape] = get['mmcv'] / get[cand]
-            if not ratios:
-                continue
-            worst = min(ratios, key=ratios.get)
-            out.append(f'{cand} {mode}: {geomean(ratios.values()):.2f}x faster than mmcv '
-                       f'(geometric mean over shapes); its slowest shape, {worst}: '
-                       f"{1 / ratios[worst]:.3f}x mmcv's time")
-    return '\n'.join(out)

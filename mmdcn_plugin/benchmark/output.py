@@ -6,18 +6,21 @@ import os.path as osp
 from typing import List, Optional
 
 
-def write_partial(rows: List[dict], out_dir: str, kind: str, machine: str) -> str:
+def write_partial(rows: List[dict], out_dir: str, kind: str, machine: str,
+                  extra: Optional[dict] = None) -> str:
     """``results.json`` of the rows so far, marked ``partial`` (no CSV, no chart): what a
     benchmark stopped part-way leaves; :func:`write_outputs` replaces it at the end."""
     os.makedirs(out_dir, exist_ok=True)
     path = osp.join(out_dir, 'results.json')
     with open(path + '.tmp', 'w') as f:
-        json.dump(dict(kind=kind, machine=machine, partial=True, rows=rows), f, indent=2)
+        json.dump(dict(kind=kind, machine=machine, **(extra or {}), partial=True, rows=rows),
+                  f, indent=2)
     os.replace(path + '.tmp', path)
     return path
 
 
-def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> List[str]:
+def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str,
+                  extra: Optional[dict] = None) -> List[str]:
     """Write ``results.json`` (with ``kind`` and ``machine``), ``results.csv`` and
     ``results.png`` (not without matplotlib) into ``out_dir``; return their paths.
 
@@ -25,13 +28,14 @@ def write_outputs(rows: List[dict], out_dir: str, kind: str, machine: str) -> Li
         kind (str): ``'ops'`` (rows of :func:`~.ops.run_ops`), ``'model'`` (rows of
             :func:`~.model.run_model`) or ``'overhead'`` (rows of
             :func:`~.overhead.run_overhead`); chooses the chart.
+        extra (dict): more keys of ``results.json`` (the op benchmark's ``ceilings``).
     """
     if kind not in ('ops', 'model', 'overhead'):
         raise ValueError(f"kind: expected 'ops', 'model' or 'overhead', got {kind!r}")
     os.makedirs(out_dir, exist_ok=True)
     paths = [osp.join(out_dir, f'results.{ext}') for ext in ('json', 'csv', 'png')]
     with open(paths[0], 'w') as f:
-        json.dump(dict(kind=kind, machine=machine, rows=rows), f, indent=2)
+        json.dump(dict(kind=kind, machine=machine, **(extra or {}), rows=rows), f, indent=2)
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(paths[1], 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys)

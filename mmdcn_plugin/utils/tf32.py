@@ -8,7 +8,8 @@ the new one, reading a legacy flag that disagrees raises ("mix of the legacy and
 APIs"), so everything in this package that reports or follows TF32 asks here: the most
 specific ``'tf32'``/``'ieee'`` of the new switches decides, else the legacy flag.
 """
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 
@@ -33,3 +34,29 @@ def cudnn_conv_tf32() -> bool:
     """True when cuDNN float32 convolutions may use TF32 (PyTorch's default: yes)."""
     cudnn = torch.backends.cudnn
     return _allowed([getattr(cudnn, 'conv', None), cudnn, torch.backends], cudnn)
+
+
+@contextlib.contextmanager
+def matmul_tf32_set(allowed: bool) -> Iterator[None]:
+    """CUDA float32 matmuls may use TF32 inside the block iff ``allowed``; the switch is
+    as before after it.
+
+    Through the legacy flag where it can be read, else (a user set the new switches,
+    and reading the legacy one would raise) through ``fp32_precision``.
+    """
+    node = torch.backends.cuda.matmul
+    try:
+        previous = node.allow_tf32
+    except RuntimeError:
+        previous_new = node.fp32_precision
+        node.fp32_precision = 'tf32' if allowed else 'ieee'
+        try:
+            yield
+        finally:
+            node.fp32_precision = previous_new
+        return
+    node.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        node.allow_tf32 = previous
