@@ -426,6 +426,30 @@ def test_strided_and_channels_last_inputs():
 
 
 @kernels
+@pytest.mark.parametrize('geometry', QUICK)
+def test_every_element_of_the_kernels_outputs_is_written(monkeypatch, geometry):
+    """The buffers the kernels write without zeroing first (the output, the weight
+    gradient's per-split partial sums) come poisoned with NaN: an element a kernel
+    leaves unwritten then fails the comparison with the reference, where fresh memory
+    (zeros under the interpreter) could hide it."""
+    from mmdcn_plugin.ops.backends.triton import launch
+    poisoned = []
+
+    class PoisonedTorch:
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def empty(*size, **kwargs):
+            out = torch.empty(*size, **kwargs)
+            poisoned.append(tuple(out.shape))
+            return out.fill_(float('nan'))
+    monkeypatch.setattr(launch, 'torch', PoisonedTorch())
+    _check_against_reference(make_problem(**GEOMETRIES[geometry]), torch.float32)
+    assert len(poisoned) >= 2, poisoned  # the output and the partial weight gradients
+
+
+@kernels
 def test_layout_copies_once_per_pass(monkeypatch):
     """An NCHW input is copied channels-last once in the forward and once in the
     backward, which both backward kernels then share; the weight is put in the
