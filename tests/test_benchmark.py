@@ -90,6 +90,19 @@ def test_a_failing_candidate_gets_an_error_row_and_the_others_go_on():
         run_ops(shapes=['c5'], repeat=1, warmup=0, available={'conv': no_bf16})
 
 
+def test_run_ops_times_each_call_after_an_l2_flush_by_default(monkeypatch):
+    """The candidates share their inputs, which fit in a GPU's L2: each timed call
+    starts flushed (measure_for's flush_cache), so none finds the previous one's reads."""
+    asked = []
+
+    def measure_for(device, flush_cache=False):
+        asked.append((device, flush_cache))
+        return lambda run: (run(), 0.001)[1]
+    monkeypatch.setattr(ops_module, 'measure_for', measure_for)
+    rows = run_ops(shapes=['c5'], repeat=1, warmup=0, available={'conv': lambda *a: a[0]})
+    assert asked == [('cpu', True)] and rows[0]['median_ms'] == 1.0
+
+
 def test_run_ops_refuses_unknown_names_and_devices():
     with pytest.raises(ValueError, match=r"candidates: expected names among \['conv', "
                                          r"'slow'\], got \['nope'\]"):

@@ -112,6 +112,41 @@ def test_cuda_seconds_reads_events_around_the_call_after_a_synchronize(monkeypat
     assert trace[0] == 'on cuda:1' and trace[-1] == 'off'
 
 
+def test_a_flushed_cuda_timing_writes_the_flush_buffer_before_anything_is_timed(monkeypatch):
+    """The L2 flush is outside the timed region: before the synchronise that precedes
+    the start event (faked: no GPU here)."""
+    trace = []
+
+    class Event:
+        def __init__(self, enable_timing):
+            pass
+
+        def record(self):
+            trace.append('record')
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, other):
+            return 1.0
+
+    class Flush:
+        def zero_(self):
+            trace.append('flush')
+
+    monkeypatch.setattr(torch.cuda, 'Event', Event)
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda: trace.append('device sync'))
+    monkeypatch.setattr(torch.cuda, 'device', lambda device: contextlib.nullcontext())
+    flush = Flush()
+    monkeypatch.setattr(timing, '_flush_buffer', lambda device: flush)
+    measure = timing.measure_for('cuda:0', flush_cache=True)
+    assert measure.keywords == dict(device='cuda:0', flush=flush)
+    assert measure(lambda: trace.append('run')) == pytest.approx(0.001)
+    assert trace == ['flush', 'device sync', 'record', 'run', 'record']
+    assert timing.measure_for('cpu', flush_cache=True) is timing.wall_seconds
+    assert timing.L2_FLUSH_BYTES >= 4 * 60 * 2 ** 20  # four times an H200's L2
+
+
 def test_measure_for_device():
     assert timing.measure_for('cpu') is timing.wall_seconds
     for device in ('cuda', 'cuda:1'):

@@ -180,6 +180,22 @@ def test_tile_sweep_refuses_unknown_names(argv, message, capsys):
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
+def test_tile_sweep_times_each_call_after_an_l2_flush(monkeypatch):
+    """As the op benchmark does: a tile timed on inputs left in cache by its previous
+    call would look faster than it is in a network."""
+    from mmdcn_plugin.ops.backends.triton import tune
+    asked = []
+
+    def measure_for(device, flush_cache=False):
+        asked.append((device, flush_cache))
+        return lambda fn: (fn(), 0.002)[1]
+    monkeypatch.setattr(tune, 'measure_for', measure_for)
+    calls = []
+    assert tune.timer(torch.device('cpu'), 3)(lambda: calls.append(1)) == 2.0
+    assert asked == [('cpu', True)] and len(calls) == 5  # two untimed, three timed
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed (pip install .[dev])')
 def test_stage_timing_refuses_unknown_names(capsys):
     from mmdcn_plugin.ops.backends.triton import stages
     with pytest.raises(SystemExit) as exit_info:

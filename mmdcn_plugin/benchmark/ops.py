@@ -249,8 +249,10 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
 
     Candidates are interleaved in every repetition (so drift hits all alike), through
     :func:`mmdcn_plugin.utils.timing.interleaved_times`: wall clock on the CPU, CUDA
-    events on CUDA.  A candidate that fails (e.g. mmcv has no bfloat16 kernel) gets
-    a row with its ``error`` instead of times; the others go on.
+    events on CUDA, where every timed call starts with the L2 cache flushed (the
+    shapes' inputs fit in it, and the candidates share them: unflushed, each would
+    find in cache what the one before it read).  A candidate that fails (e.g. mmcv has
+    no bfloat16 kernel) gets a row with its ``error`` instead of times; the others go on.
 
     Args:
         shapes: names of :data:`OP_SHAPES` or presets of :data:`SHAPE_PRESETS`.
@@ -291,7 +293,7 @@ def run_ops(device: str = 'cpu', dtype: str = 'float32', shapes: Sequence[str] =
             raise ValueError(f'candidates: expected names among {sorted(cands)}, '
                              f'got {unknown}')
         cands = {k: v for k, v in cands.items() if k in candidates or k == 'conv'}
-    measure = measure_for(device) if measure is None else measure
+    measure = measure_for(device, flush_cache=True) if measure is None else measure
     skipped = {name: NOT_RUN[(name, torch.device(device).type, dtype)] for name in cands
                if (name, torch.device(device).type, dtype) in NOT_RUN}
     cands = {k: v for k, v in cands.items() if k not in skipped}

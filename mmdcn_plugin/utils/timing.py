@@ -7,7 +7,8 @@ changes, a warming GPU) hits every candidate alike; the benchmarks report median
 
 - :func:`wall_seconds`: ``time.perf_counter`` around the call (the CPU);
 - :func:`cuda_seconds`: CUDA events around the call, then a synchronize (the GPU's own
-  clock, so the host's launch overhead counts only where it starves the GPU);
+  clock, so the host's launch overhead counts only where it starves the GPU); optionally
+  with the L2 cache flushed first, outside the timed region;
 - :func:`measure_for`: the measure for a device type.
 """
 import contextlib
@@ -31,15 +32,24 @@ def wall_seconds(run: Run) -> float:
     return time.perf_counter() - start
 
 
-def cuda_seconds(run: Run, device: Optional[str] = None) -> float:
+# Bytes written before a timed CUDA call to flush the L2 cache: four times the 50-60 MB
+# of an H100's or H200's, and what triton.testing.do_bench writes.
+L2_FLUSH_BYTES = 256 * 2 ** 20
+
+
+def cuda_seconds(run: Run, device: Optional[str] = None, flush=None) -> float:
     """Seconds of one call of ``run`` between two CUDA events on ``device``'s current
     stream (default: the current device).
 
     The device is synchronised before (so earlier work does not count) and after (so
-    all of this call's kernels do).
+    all of this call's kernels do).  With ``flush`` (a device tensor larger than the L2
+    cache) that tensor is zeroed first, before the synchronise, so the call starts with
+    nothing of its inputs in cache, whatever ran before it.
     """
     import torch
     with torch.cuda.device(device):
+        if flush is not None:
+            flush.zero_()
         torch.cuda.synchronize()
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
@@ -50,14 +60,28 @@ def cuda_seconds(run: Run, device: Optional[str] = None) -> float:
     return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
 
 
-def measure_for(device: str) -> Measure:
+def _flush_buffer(device: str):
+    import torch
+    return torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+
+
+def measure_for(device: str, flush_cache: bool = False) -> Measure:
     """:func:`cuda_seconds` on that device for ``'cuda'`` or ``'cuda:N'``, else
-    :func:`wall_seconds`."""
+    :func:`wall_seconds`.
+
+    ``flush_cache``: on CUDA, every timed call starts with the L2 cache flushed (a
+    buffer of :data:`L2_FLUSH_BYTES` written outside the timed region).  Timings of
+    kernels whose inputs fit in L2 (the op's c3-c5 shapes do) then do not depend on
+    what ran before them: the candidate before in a round, or the same kernel a moment
+    ago.  Ignored on the CPU.
+    """
     if not isinstance(device, str):
         raise TypeError(f'device: expected a str such as \'cpu\' or \'cuda\', got '
                         f'{type(device).__name__}')
     if device.split(':')[0] != 'cuda':
         return wall_seconds
+    if flush_cache:
+        return functools.partial(cuda_seconds, device=device, flush=_flush_buffer(device))
     return functools.partial(cuda_seconds, device=device)
 
 

@@ -51,8 +51,9 @@ CANDIDATES = {
 
 def timer(device: torch.device, iters: int) -> Callable[[Callable[[], object]], float]:
     """``measure(fn)``: median milliseconds of ``iters`` calls of ``fn()`` after two
-    untimed ones (CUDA events on a GPU: :func:`mmdcn_plugin.utils.timing.measure_for`)."""
-    seconds = measure_for(str(device))
+    untimed ones (CUDA events on a GPU, each call after an L2 flush, as the op
+    benchmark times them: :func:`mmdcn_plugin.utils.timing.measure_for`)."""
+    seconds = measure_for(str(device), flush_cache=True)
 
     def measure(fn):
         for _ in range(2):
