@@ -214,6 +214,14 @@ def test_summary_gives_the_ratio_to_mmcv_and_the_worst_shape():
     assert text.splitlines()[0] == ("plugin:auto fwd: 0.89x faster than mmcv (geometric mean "
                                     "over shapes); its slowest shape, c3: 1.250x mmcv's time")
     assert ops_summary([r for r in rows if r['candidate'] != 'mmcv']) == ''
+    # With each row's spread, the largest closes the summary, mmcv or not.
+    for r, spread in zip(rows, (0.02, 0.31, 0.05, 0.0, 0.1, 0.1, 0.1, 0.1)):
+        r['spread'] = spread
+    noise = ("noise: a row's repetitions spread over at most 31 % of its median "
+             "(plugin:auto, c3 fwd); a difference smaller than the rows' spread is not a "
+             "result")
+    assert ops_summary(rows).splitlines()[-1] == noise
+    assert ops_summary([r for r in rows if r['candidate'] != 'mmcv']) == noise
 
 
 def test_model_rows_are_medians_relative_to_the_first_variant():

@@ -64,11 +64,13 @@ def ops_summary(rows: List[dict]) -> str:
     the backend's time, and the backend's largest time / mmcv's time over the shapes
     (for ``plugin:mmcv``, which runs mmcv's kernel, that is the wrapper's overhead;
     ``plugin:auto`` on CUDA runs ``triton`` where Triton imports, else mmcv's kernel).
+    Last, where the rows have a ``spread``, the largest: the noise of the run.
     """
     ok = [r for r in rows if 'error' not in r]
     cands = list(dict.fromkeys(r['candidate'] for r in ok))
+    noise = _noise_line(ok)
     if 'mmcv' not in cands:
-        return ''
+        return noise
     out = []
     for mode in MODES:
         for cand in cands:
@@ -86,4 +88,14 @@ def ops_summary(rows: List[dict]) -> str:
             out.append(f'{cand} {mode}: {geomean(ratios.values()):.2f}x faster than mmcv '
                        f'(geometric mean over shapes); its slowest shape, {worst}: '
                        f"{1 / ratios[worst]:.3f}x mmcv's time")
-    return '\n'.join(out)
+    return '\n'.join(out + ([noise] if noise else []))
+
+
+def _noise_line(rows: List[dict]) -> str:
+    spread = [r for r in rows if 'spread' in r]
+    if not spread:
+        return ''
+    worst = max(spread, key=lambda r: r['spread'])
+    return (f"noise: a row's repetitions spread over at most {100 * worst['spread']:.0f} % of "
+            f"its median ({worst['candidate']}, {worst['shape']} {worst['mode']}); a "
+            "difference smaller than the rows' spread is not a result")
