@@ -12,8 +12,6 @@ from mmdcn_plugin.benchmark.floor import (Ceilings, add_floors, ceiling_keys, fl
                                           parse_ceilings)
 from mmdcn_plugin.utils.tf32 import matmul_tf32, matmul_tf32_set
 
-NEW_API = hasattr(torch.backends.cuda.matmul, 'fp32_precision')
-
 
 def test_work_of_a_tiny_layer_counted_by_hand():
     # N=1, C=2, 3x4: 12 positions, 216 sampled values; x and out 24, weight 36, offset
@@ -164,28 +162,6 @@ def test_floor_rows_hold_each_side_of_float32_to_its_own_switch():
     assert fwd['deformable']['floor_ms'] == 0.1793
     assert [(r['mode'], r['candidate']) for r in rows] == [
         ('fwd', 'conv'), ('fwd', 'deformable'), ('fwd+bwd', 'conv'), ('fwd+bwd', 'deformable')]
-
-
-@pytest.mark.parametrize('new_api_first', [False, True])
-def test_the_matmul_switch_is_set_inside_and_restored_after(new_api_first):
-    if new_api_first and not NEW_API:
-        pytest.skip('torch < 2.9 has no fp32_precision switches')
-    node = torch.backends.cuda.matmul
-    saved, legacy = (node.fp32_precision if NEW_API else None), node.allow_tf32
-    try:
-        if new_api_first:  # a user's new switch: the legacy flag can no longer be read
-            node.allow_tf32 = True
-            node.fp32_precision = 'ieee'
-        before = matmul_tf32()
-        for allowed in (True, False):
-            with matmul_tf32_set(allowed):
-                assert matmul_tf32() is allowed
-            assert matmul_tf32() is before
-    finally:  # legacy first: writing it also sets the new switch, which is then put back
-        node.allow_tf32 = legacy
-        if NEW_API:
-            node.fp32_precision = saved
-        assert node.allow_tf32 == legacy
 
 
 def test_the_floor_command_prints_the_table_and_refuses_bad_ceilings(tmp_path, capsys):

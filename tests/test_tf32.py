@@ -5,7 +5,8 @@ import torch
 from helpers import FakeCudaTensor
 from mmdcn_plugin.benchmark.ops import tf32_flags
 from mmdcn_plugin.ops.backends.triton import triton_importable
-from mmdcn_plugin.utils.tf32 import cudnn_conv_tf32, matmul_tf32
+from mmdcn_plugin.utils.tf32 import (cudnn_conv_tf32, cudnn_conv_tf32_set, matmul_tf32,
+                                     matmul_tf32_set)
 
 NEW_API = hasattr(torch.backends.cuda.matmul, 'fp32_precision')
 NODES = [torch.backends, torch.backends.cuda.matmul, torch.backends.cudnn,
@@ -62,3 +63,25 @@ def test_triton_dot_follows_the_new_switch():
     torch.backends.cuda.matmul.fp32_precision = 'ieee'
     assert dot_precision(fp32_cuda()) == 'ieee'
     assert dot_precision(fp32_cuda().half()) is None
+
+
+@pytest.mark.parametrize('new_api_first', [False, True])
+def test_a_switch_is_set_inside_the_block_and_restored_after(new_api_first):
+    """The benchmarks set one switch for a block (the ceilings' TF32 matmul, the strict
+    fp32 conv); after a user set the new switches, reading the legacy flag raises, so
+    the helpers then go through ``fp32_precision``."""
+    if new_api_first and not NEW_API:
+        pytest.skip('torch < 2.9 has no fp32_precision switches')
+    if new_api_first:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.fp32_precision = 'ieee'
+        torch.backends.cudnn.conv.fp32_precision = 'ieee'
+        for legacy_owner in (torch.backends.cuda.matmul, torch.backends.cudnn):
+            with pytest.raises(RuntimeError):
+                legacy_owner.allow_tf32
+    for read, set_ in ((matmul_tf32, matmul_tf32_set), (cudnn_conv_tf32, cudnn_conv_tf32_set)):
+        before = read()
+        for allowed in (True, False):
+            with set_(allowed):
+                assert read() is allowed
+            assert read() is before

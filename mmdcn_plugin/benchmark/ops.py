@@ -11,13 +11,13 @@ import resource
 import statistics
 import subprocess
 import sys
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..utils.tf32 import cudnn_conv_tf32, matmul_tf32
+from ..utils.tf32 import cudnn_conv_tf32, cudnn_conv_tf32_set, matmul_tf32
 from ..utils.timing import Measure, interleaved_times, measure_for
 from .floor import Ceilings, add_floors
 
@@ -177,16 +177,9 @@ def tf32_note(candidate: str, device: str, dtype: str) -> str:
     return f"matmul.allow_tf32={flags['matmul']}"
 
 
-@contextlib.contextmanager
-def _conv_tf32(allowed: Optional[bool]) -> Iterator[None]:
+def _conv_tf32(allowed: Optional[bool]) -> contextlib.AbstractContextManager:
     """cuDNN's TF32 switch set to ``allowed`` inside (left alone when None)."""
-    previous = cudnn_conv_tf32()
-    if allowed is not None:
-        torch.backends.cudnn.allow_tf32 = allowed
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = previous
+    return contextlib.nullcontext() if allowed is None else cudnn_conv_tf32_set(allowed)
 
 
 def _rss_bytes() -> int:

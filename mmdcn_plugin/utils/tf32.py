@@ -37,26 +37,33 @@ def cudnn_conv_tf32() -> bool:
 
 
 @contextlib.contextmanager
-def matmul_tf32_set(allowed: bool) -> Iterator[None]:
-    """CUDA float32 matmuls may use TF32 inside the block iff ``allowed``; the switch is
-    as before after it.
-
-    Through the legacy flag where it can be read, else (a user set the new switches,
-    and reading the legacy one would raise) through ``fp32_precision``.
-    """
-    node = torch.backends.cuda.matmul
+def _switch_set(legacy_owner: object, precision_node: object, allowed: bool
+                ) -> Iterator[None]:
+    """One TF32 switch set to ``allowed`` inside the block, and as before after it:
+    through the legacy flag where it can be read, else (a user set the new switches, and
+    reading the legacy one would raise) through ``precision_node.fp32_precision``."""
     try:
-        previous = node.allow_tf32
+        owner, name, value = legacy_owner, 'allow_tf32', legacy_owner.allow_tf32
+        setting = allowed
     except RuntimeError:
-        previous_new = node.fp32_precision
-        node.fp32_precision = 'tf32' if allowed else 'ieee'
-        try:
-            yield
-        finally:
-            node.fp32_precision = previous_new
-        return
-    node.allow_tf32 = allowed
+        owner, name, value = precision_node, 'fp32_precision', precision_node.fp32_precision
+        setting = 'tf32' if allowed else 'ieee'
+    setattr(owner, name, setting)
     try:
         yield
     finally:
-        node.allow_tf32 = previous
+        setattr(owner, name, value)
+
+
+def matmul_tf32_set(allowed: bool) -> contextlib.AbstractContextManager:
+    """CUDA float32 matmuls may use TF32 inside the block iff ``allowed``; the switch is
+    as before after it."""
+    node = torch.backends.cuda.matmul
+    return _switch_set(node, node, allowed)
+
+
+def cudnn_conv_tf32_set(allowed: bool) -> contextlib.AbstractContextManager:
+    """cuDNN float32 convolutions may use TF32 inside the block iff ``allowed``; the
+    switch is as before after it."""
+    cudnn = torch.backends.cudnn
+    return _switch_set(cudnn, getattr(cudnn, 'conv', cudnn), allowed)
