@@ -57,6 +57,7 @@ All print a Markdown table and write ``results.csv``, ``results.json`` and a PNG
 bar chart into ``--out-dir``.  The work is done by :mod:`mmdcn_plugin.benchmark`.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -211,17 +212,16 @@ def main(argv=None):
                           else torch.get_num_threads())
     log(f'machine: {machine}')
     ceilings, extra = None, {}
-    if args.cmd == 'floor':
-        ceilings = args.ceilings or measure_ceilings(device, ceiling_keys(args.dtype), log=log)
-    elif getattr(args, 'floor', None):
+    if args.cmd == 'floor' or getattr(args, 'floor', None):
         try:
             ceilings = args.ceilings or measure_ceilings(device, ceiling_keys(args.dtype),
                                                          log=log)
-        except RuntimeError as e:  # e.g. out of memory: the timings matter more
+        except RuntimeError as e:  # e.g. out of memory: an op run's timings matter more
+            if args.cmd == 'floor':
+                raise
             log(f'ceilings not measured, so no floors: {type(e).__name__}: {e}')
     if ceilings is not None:
-        extra = dict(ceilings=dict(memory=ceilings.memory, matmul=ceilings.matmul,
-                                   source=ceilings.source))
+        extra = dict(ceilings=dataclasses.asdict(ceilings))
         log(ceilings.describe())
     if args.cmd == 'floor':
         rows = floor_rows(args.shapes, args.dtype, ceilings, device)
