@@ -446,7 +446,8 @@ def test_device_script_stops_without_the_kit(tmp_path):
 
 def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(tmp_path):
     """tools/gpu_triton_run.sh: the kit sourced, the tile sweep stopped at its limit with
-    SIGINT (so it can keep its rows), then the stage timing with the time that is left."""
+    SIGINT (so it can keep its rows), then the stage timing with the time that is left;
+    both with Triton's ptxas logs asked for."""
     root = _fake_checkout(tmp_path)
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
@@ -454,7 +455,9 @@ def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(t
     fake.write_text(f'#!{sys.executable}\n'
                     'import json, os, sys, time\n'
                     'with open(os.environ["RECORD"], "a") as f:\n'
-                    '    f.write(json.dumps([os.environ.get("KIT_MARK")] + sys.argv[1:]) + "\\n")\n'
+                    '    f.write(json.dumps([os.environ.get("KIT_MARK"),\n'
+                    '                        os.environ.get("TRITON_DUMP_PTXAS_LOG")]\n'
+                    '                       + sys.argv[1:]) + "\\n")\n'
                     'if sys.argv[2].endswith(".tune"):\n'
                     '    try:\n'
                     '        time.sleep(60)\n'
@@ -473,9 +476,9 @@ def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(t
     dest = tmp_path / 'out' / 'triton'
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert calls == [
-        ['1', '-m', 'mmdcn_plugin.ops.backends.triton.tune', '--dtypes', 'fp16,bf16,fp32',
-         '--shapes', 'c3,c4,c5', '--json', str(dest / 'tune.json')],
-        ['1', '-m', 'mmdcn_plugin.ops.backends.triton.stages', '--dtypes', 'fp16',
+        ['1', '1', '-m', 'mmdcn_plugin.ops.backends.triton.tune', '--dtypes',
+         'fp16,bf16,fp32', '--shapes', 'c3,c4,c5', '--json', str(dest / 'tune.json')],
+        ['1', '1', '-m', 'mmdcn_plugin.ops.backends.triton.stages', '--dtypes', 'fp16',
          '--shapes', 'c3,c4,c5', '--json', str(dest / 'stages.json')]]
     assert 'tune interrupted' in (dest / 'tune.log').read_text()
     assert 'tune: exit status 124' in proc.stdout

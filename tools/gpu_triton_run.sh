@@ -37,6 +37,10 @@ step() {
     return 0
 }
 
+# Triton prints each compile's `ptxas -v` log (registers and spills a thread) into the
+# step logs: the GPU's side of what `python -m mmdcn_plugin.ops.backends.triton.resources`
+# predicted without one (docs/gpu/README.md).
+export TRITON_DUMP_PTXAS_LOG=1
 total=${TRITON_RUN_TOTAL_S:-270}
 step tune "${TUNE_S:-180}" python3 -m mmdcn_plugin.ops.backends.triton.tune \
     --dtypes fp16,bf16,fp32 --shapes c3,c4,c5 --json "$DEST/tune.json"

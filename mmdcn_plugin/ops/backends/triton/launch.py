@@ -67,10 +67,12 @@ def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
 
     Under the interpreter a program costs Python time per operation, not per
     element: the smallest tiles ``tl.dot`` takes.  On the GPU, configurations that
-    compile for sm_90 without register spills (ptxas -v, Triton 3.9; 8 warps): the
-    sampled tile and its pointers, not the accumulator, fill the registers, so the
-    channel block stays at 32 (16 in the input-gradient kernel, which also holds
-    the gradient tile).  Not yet timed on a GPU: see :data:`TILE_OVERRIDES`.
+    compile for sm_90 without register spills (ptxas -v, Triton 3.6 and 3.9; 8 warps;
+    strict fp32's input gradient excepted, 16-20 bytes a thread): the sampled tile and
+    its pointers, not the accumulator, fill the registers, so the channel block stays
+    at 32 (16 in the input-gradient kernel, which also holds the gradient tile).
+    ``python -m mmdcn_plugin.ops.backends.triton.resources`` prints each candidate's
+    registers and spills.  Not yet timed on a GPU: see :data:`TILE_OVERRIDES`.
     """
     if kernel in TILE_OVERRIDES:
         return TILE_OVERRIDES[kernel]
