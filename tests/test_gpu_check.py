@@ -444,21 +444,24 @@ def test_device_script_stops_without_the_kit(tmp_path):
     assert 'no .gpu-kit/setup.sh: copy ../shared/device to .gpu-kit and carry it' in proc.stdout
 
 
-def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(tmp_path):
-    """tools/gpu_triton_run.sh: the kit sourced, the tile sweep stopped at its limit with
-    SIGINT (so it can keep its rows), then the stage timing with the time that is left;
-    both with Triton's ptxas logs asked for."""
-    root = _fake_checkout(tmp_path)
+def _run_triton_device_script(tmp_path, root, **env):
+    """Run tools/gpu_triton_run.sh in ``root`` with a python3 that records each call
+    (kit mark, TRITON_DUMP_PTXAS_LOG, TRITON_CACHE_DIR, argv). Its tune sleeps 60 s
+    unless interrupted, after adding one entry to the Triton cache (a kernel compiled
+    there); ``precompile --check`` prints what it was asked. Returns (proc, calls)."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     fake = bin_dir / 'python3'
     fake.write_text(f'#!{sys.executable}\n'
                     'import json, os, sys, time\n'
                     'with open(os.environ["RECORD"], "a") as f:\n'
-                    '    f.write(json.dumps([os.environ.get("KIT_MARK"),\n'
-                    '                        os.environ.get("TRITON_DUMP_PTXAS_LOG")]\n'
-                    '                       + sys.argv[1:]) + "\\n")\n'
+                    '    f.write(json.dumps([os.environ.get(k) for k in ("KIT_MARK",\n'
+                    '        "TRITON_DUMP_PTXAS_LOG", "TRITON_CACHE_DIR")] + sys.argv[1:])\n'
+                    '            + "\\n")\n'
+                    'if sys.argv[2].endswith(".precompile"):\n'
+                    '    print("checked", sys.argv[3:])\n'
                     'if sys.argv[2].endswith(".tune"):\n'
+                    '    os.makedirs(os.path.join(os.environ["TRITON_CACHE_DIR"], "new"))\n'
                     '    try:\n'
                     '        time.sleep(60)\n'
                     '    except KeyboardInterrupt:\n'
@@ -466,23 +469,61 @@ def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(t
                     '        sys.exit(130)\n')
     fake.chmod(0o755)
     record = tmp_path / 'calls.jsonl'
-    env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(record), TUNE_S='5',
-               TRITON_RUN_TOTAL_S='30', PATH=str(bin_dir) + os.pathsep + os.environ['PATH'])
-    start = time.monotonic()
+    env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(record),
+               TRITON_CACHE_DIR=str(tmp_path / 'triton-cache'),
+               PATH=str(bin_dir) + os.pathsep + os.environ['PATH'], **env)
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_triton_run.sh')], cwd=root,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def test_triton_device_script_runs_the_sweep_then_the_stages_within_its_budget(tmp_path):
+    """tools/gpu_triton_run.sh: the kit sourced, the tile sweep stopped at its limit with
+    SIGINT (so it can keep its rows), then the stage timing with the time that is left;
+    both with Triton's ptxas logs asked for, and the kernels each compiled counted."""
+    root = _fake_checkout(tmp_path)
+    start = time.monotonic()
+    proc, calls = _run_triton_device_script(tmp_path, root, TUNE_S='5',
+                                            TRITON_RUN_TOTAL_S='30')
     assert time.monotonic() - start < 20  # the sweep did not run its 60 s
     dest = tmp_path / 'out' / 'triton'
-    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    cache = str(tmp_path / 'triton-cache')
     assert calls == [
-        ['1', '1', '-m', 'mmdcn_plugin.ops.backends.triton.tune', '--dtypes',
+        ['1', '1', cache, '-m', 'mmdcn_plugin.ops.backends.triton.tune', '--dtypes',
          'fp16,bf16,fp32', '--shapes', 'c3,c4,c5', '--json', str(dest / 'tune.json')],
-        ['1', '1', '-m', 'mmdcn_plugin.ops.backends.triton.stages', '--dtypes', 'fp16',
+        ['1', '1', cache, '-m', 'mmdcn_plugin.ops.backends.triton.stages', '--dtypes', 'fp16',
          '--shapes', 'c3,c4,c5', '--json', str(dest / 'stages.json')]]
     assert 'tune interrupted' in (dest / 'tune.log').read_text()
-    assert 'tune: exit status 124' in proc.stdout
-    assert 'stages: exit status 0' in proc.stdout
+    assert 'no .gpu-kit/triton-cache.tar.xz: every kernel compiles here' in proc.stdout
+    assert 'tune: exit status 124 (124: stopped at its limit); 1 kernels compiled here' \
+        in proc.stdout
+    assert 'stages: exit status 0 (124: stopped at its limit); 0 kernels compiled here' \
+        in proc.stdout
+    assert 'tune: exit status 124' in (dest / 'cache.log').read_text()
+
+
+def test_triton_device_script_unpacks_the_carried_cache_and_checks_it(tmp_path):
+    """A cache compiled before the call (.gpu-kit/triton-cache.tar.xz) is unpacked into
+    TRITON_CACHE_DIR and checked against this machine's Triton before the sweep."""
+    root = _fake_checkout(tmp_path)
+    packed = tmp_path / 'packed'
+    (packed / 'KERNELHASH').mkdir(parents=True)
+    (packed / 'manifest.json').write_text('{}')
+    subprocess.run(['tar', '-cJf', str(root / '.gpu-kit' / 'triton-cache.tar.xz'), '-C',
+                    str(packed), '.'], check=True)
+    proc, calls = _run_triton_device_script(tmp_path, root, TUNE_S='5',
+                                            TRITON_RUN_TOTAL_S='20')
+    cache = tmp_path / 'triton-cache'
+    assert (cache / 'KERNELHASH').is_dir() and (cache / 'manifest.json').is_file()
+    assert calls[0][3:] == ['-m', 'mmdcn_plugin.ops.backends.triton.precompile', '--check',
+                            str(cache)]
+    assert [c[4] for c in calls[1:]] == ['mmdcn_plugin.ops.backends.triton.tune',
+                                         'mmdcn_plugin.ops.backends.triton.stages']
+    assert f"checked ['--check', '{cache}']" in (tmp_path / 'out' / 'triton' /
+                                                  'cache.log').read_text()
+    assert 'tune: exit status 124 (124: stopped at its limit); 1 kernels compiled here' \
+        in proc.stdout
 
 
 def test_a_stopped_op_benchmark_keeps_the_shapes_it_measured(tmp_path):

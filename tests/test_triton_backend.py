@@ -740,3 +740,55 @@ def test_resources_tool_reports_every_candidate(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         resources.main(['--dtypes', 'fp8'])
     assert '--dtypes: expected' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_TRITON or INTERPRETING or ON_GPU,
+                    reason='needs Triton outside the interpreter, on a machine without a GPU')
+def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_path,
+                                                                           monkeypatch):
+    """precompile makes the sweep's and the stages' launches as compiles for sm_90 into a
+    cache; the same launches in a process that has only that cache compile nothing."""
+    from triton.backends.nvidia.compiler import CUDABackend
+    from mmdcn_plugin.ops.backends.triton import launch, precompile, stages
+    from mmdcn_plugin.ops.backends.triton.launch import Tiles
+    tiles = Tiles(32, 16, 16, 4, 1)
+    monkeypatch.setattr(precompile, 'CANDIDATES', {k: [tiles] for k in
+                                                   ('forward', 'data', 'weight')})
+    monkeypatch.setattr(stages, 'KERNEL_VARIANTS', {
+        'forward': {'full': 0, 'no-dot': launch.NO_DOT},
+        'data': {'no-input-grad': (False, True, True, False)}})
+    splits = launch.weight_splits
+    compiles = []
+    make_cubin = CUDABackend.make_cubin
+    monkeypatch.setattr(CUDABackend, 'make_cubin',
+                        lambda self, *a, **k: compiles.append(1) or make_cubin(self, *a, **k))
+    argv = ['--out', str(tmp_path / 'cache'), '--dtypes', 'fp16', '--shapes', 'tiny']
+    manifest = precompile.main(argv)
+    # 3 candidates, the deterministic input gradient, 3 stage variants; each a new kernel
+    assert manifest['launches'] == 7 and manifest['entries'] == len(compiles) == 7
+    assert manifest['capability'] == 90 and manifest['triton_key']
+    assert launch.weight_splits is splits  # launch is as it was
+    kernels = (launch.deform_conv_forward_kernel, launch.deform_conv_backward_data_kernel,
+               launch.deform_conv_backward_weight_kernel)
+    assert not any(isinstance(k, precompile._Warmup) for k in kernels)
+    for kernel in kernels:
+        kernel.device_caches.clear()  # forget the compiled kernels; only the files remain
+    compiles.clear()
+    assert precompile.main(argv)['entries'] == 7
+    assert compiles == []
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed')
+def test_precompile_check_says_whether_the_cache_fits_this_triton(tmp_path, capsys):
+    import json
+    from mmdcn_plugin.ops.backends.triton import precompile
+    (tmp_path / 'K1').mkdir()
+    manifest = dict(precompile.triton_keys(90), capability=90)
+    (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
+    assert precompile.main(['--check', str(tmp_path)]) is True
+    assert '1 entries, built by this Triton' in capsys.readouterr().out
+    manifest['triton_key'] = 'another'
+    (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
+    assert precompile.check(str(tmp_path)) is False
+    out = capsys.readouterr().out
+    assert 'built by another Triton (triton_key differ' in out and '1 entries' in out

@@ -278,11 +278,16 @@ def weight_splits(geo: DeformGeometry, t: Tiles, tiles: int, device: torch.devic
     """
     if INTERPRETED or device.type != 'cuda':
         return min(2, tiles)
+    return gpu_weight_splits(geo, t, tiles,
+                             torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+def gpu_weight_splits(geo: DeformGeometry, t: Tiles, tiles: int, multiprocessors: int) -> int:
+    """:func:`weight_splits` on a GPU with ``multiprocessors`` multiprocessors."""
     og, cg = geo.out_channels // geo.groups, geo.in_channels // geo.groups
     programs = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c) * geo.groups
                 * geo.kernel[0] * geo.kernel[1])
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(tiles, _cdiv(4 * sms, programs)))
+    return max(1, min(tiles, _cdiv(4 * multiprocessors, programs)))
 
 
 def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_out: Tensor,

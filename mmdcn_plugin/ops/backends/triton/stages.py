@@ -45,7 +45,9 @@ KERNEL_VARIANTS = {
 }
 
 
-def _runs(kernel: str, variant, tensors, geo) -> Callable[[], object]:
+def kernel_run(kernel: str, variant, tensors, geo) -> Callable[[], object]:
+    """A call of ``kernel`` alone; ``variant`` is backward_data's switches for 'data'
+    (:data:`KERNEL_VARIANTS`), else unused (the caller sets :data:`.launch.LEAVE_OUT`)."""
     x, offset, mask, weight, grad_out = tensors
     if kernel == 'forward':
         return lambda: launch.forward(x, offset, mask, weight, None, geo)
@@ -81,7 +83,7 @@ def profile_stages(dtypes: List[str], shapes: List[str], iters: int, device: tor
                         if kernel != 'data':
                             launch.LEAVE_OUT[kernel] = setting
                         try:
-                            ms, note = measure(_runs(kernel, setting, tensors, geo)), ''
+                            ms, note = measure(kernel_run(kernel, setting, tensors, geo)), ''
                         except Exception as err:  # a compile or launch failure
                             ms, note = float('nan'), f'{type(err).__name__}: {str(err)[:80]}'
                         if variant == 'full':

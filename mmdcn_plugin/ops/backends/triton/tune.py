@@ -83,6 +83,18 @@ def problem(shape, dtype, device):
     return x, offset, mask, weight, grad_out
 
 
+def kernel_runs(x, offset, mask, weight, grad_out, geo,
+                deterministic: bool = False) -> Dict[str, Callable[[], object]]:
+    """kernel name -> a call of that kernel alone, as the sweep times it (DCNv2, no bias,
+    every gradient asked for)."""
+    return {
+        'forward': lambda: launch.forward(x, offset, mask, weight, None, geo),
+        'data': lambda: launch.backward_data(x, offset, mask, weight, grad_out, geo,
+                                             True, True, True, deterministic=deterministic),
+        'weight': lambda: launch.backward_weight(x, offset, mask, grad_out, geo),
+    }
+
+
 def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
          device: torch.device, json_path: Optional[str] = None) -> Dict:
     """Time every candidate of every kernel, then the op with the fastest ones.
@@ -101,12 +113,7 @@ def tune(dtypes: List[str], shapes: List[str], kernels: List[str], iters: int,
         for sname in shapes:
             x, offset, mask, weight, grad_out = problem(SHAPES[sname], dtype, device)
             geo = check_deform_conv2d_args(x, offset, weight, None, 1, 1, 1, mask)
-            runs = {
-                'forward': lambda: launch.forward(x, offset, mask, weight, None, geo),
-                'data': lambda: launch.backward_data(x, offset, mask, weight, grad_out, geo,
-                                                     True, True, True, deterministic=False),
-                'weight': lambda: launch.backward_weight(x, offset, mask, grad_out, geo),
-            }
+            runs = kernel_runs(x, offset, mask, weight, grad_out, geo)
             best = {}
             for kernel in kernels:
                 for tiles in CANDIDATES[kernel]:

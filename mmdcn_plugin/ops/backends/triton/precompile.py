@@ -1,0 +1,223 @@
+"""Compile the GPU tile sweep's kernels here, on a machine without a GPU, into a Triton
+cache to carry to the GPU machine: its device time goes to timing, not to compiling.
+
+    python -m mmdcn_plugin.ops.backends.triton.precompile --out DIR [--capability 90]
+        [--multiprocessors 132] [--dtypes fp16,bf16,fp32] [--shapes c3,c4,c5]
+    python -m mmdcn_plugin.ops.backends.triton.precompile --check DIR
+
+The sweep (:mod:`.tune`) and the stage timing (:mod:`.stages`) launch about 300
+kernels, each compiled once per shape (Triton specialises integer arguments on their
+divisibility by 16, and c3, c4 and c5 differ there), at 0.4-1.5 s a compile: most of
+the sweep's time budget on the GPU machine.  The first form makes exactly those
+launches, from the same code, with Triton's ``warmup`` (compile, never launch) under
+a stand-in driver that names the target GPU, so each compile lands in ``DIR`` under
+the key the GPU machine computes for the same launch, and a run there with
+``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Only the binaries are kept
+(``TRITON_STORE_BINARY_ONLY``).
+
+The keys hold the Triton build (its own files and its ptxas), so this must run under
+the GPU machine's Triton and Python (3.6.0, cp312): ``DIR/manifest.json`` records both
+keys, and ``--check DIR`` on the GPU machine says whether they match there.  A miss
+costs nothing but the compile that would have happened anyway.
+"""
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import time
+from typing import Dict, Iterator, List
+
+import torch
+
+from ....utils import write_json_atomic
+from ...checks import check_deform_conv2d_args
+from . import launch, stages
+from .tune import CANDIDATES, DTYPES, SHAPES, kernel_runs, parse_lists, problem
+
+MANIFEST = 'manifest.json'
+_KERNELS = ('deform_conv_forward_kernel', 'deform_conv_backward_data_kernel',
+            'deform_conv_backward_weight_kernel')
+
+
+class CompileOnlyDriver:
+    """Triton's active driver, as far as compiling needs one: device 0, stream 0, and
+    the target GPU; nothing here can launch."""
+
+    def __init__(self, capability: int):
+        from triton.backends.compiler import GPUTarget
+        self.target = GPUTarget('cuda', capability, 32)
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device=None) -> int:
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+
+class _Warmup:
+    """Stands in for a kernel in :mod:`.launch`: ``kernel[grid](*args, **meta)`` compiles
+    (``JITFunction.warmup``) and launches nothing."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)
+
+
+@contextlib.contextmanager
+def compile_only(capability: int, multiprocessors: int) -> Iterator[None]:
+    """Within: :mod:`.launch`'s kernels compile for ``capability`` without launching,
+    and the weight gradient splits its work as on a GPU with ``multiprocessors``."""
+    from triton.runtime import driver
+    if launch.INTERPRETED:
+        raise RuntimeError('precompile: compiles for a GPU, which Triton does not while '
+                           'TRITON_INTERPRET=1 is set; unset it')
+    saved = {name: getattr(launch, name) for name in _KERNELS + ('weight_splits',)}
+    # Restored as it was: reset_active() would create the default driver, which fails
+    # on a machine without a GPU.
+    previous = driver._active
+    driver.set_active(CompileOnlyDriver(capability))
+    try:
+        for name in _KERNELS:
+            setattr(launch, name, _Warmup(saved[name]))
+        launch.weight_splits = (lambda geo, t, tiles, device:
+                                launch.gpu_weight_splits(geo, t, tiles, multiprocessors))
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(launch, name, value)
+        driver._active = previous
+        launch.TILE_OVERRIDES.clear()
+        launch.LEAVE_OUT.clear()
+
+
+def sweep_launches(dtypes: List[str], shapes: List[str]) -> Iterator[str]:
+    """Make every launch of the sweep and of the stage timing, one at a time, on CPU
+    tensors of the real shapes; yields a name for each.  Call under :func:`compile_only`.
+
+    The sweep: each candidate of each kernel, the input gradient also deterministic
+    (the whole op's deterministic backward uses the fastest tiles, unknown here).  The
+    stages (fp16 in the GPU run; every dtype here): each variant at ``choose_tiles``'s
+    tiles.
+    """
+    for dname in dtypes:
+        for sname in shapes:
+            tensors = problem(SHAPES[sname], DTYPES[dname], torch.device('cpu'))
+            x, offset, mask, weight, grad_out = tensors
+            geo = check_deform_conv2d_args(x, offset, weight, None, 1, 1, 1, mask)
+            runs = kernel_runs(*tensors, geo)
+            deterministic = kernel_runs(*tensors, geo, deterministic=True)['data']
+            for kernel, candidates in CANDIDATES.items():
+                for tiles in candidates:
+                    launch.TILE_OVERRIDES[kernel] = tiles
+                    runs[kernel]()
+                    yield f'{dname} {sname} {kernel} {tuple(tiles)}'
+                    if kernel == 'data':
+                        deterministic()
+                        yield f'{dname} {sname} data {tuple(tiles)} deterministic'
+                launch.TILE_OVERRIDES.pop(kernel, None)
+            for kernel, variants in stages.KERNEL_VARIANTS.items():
+                for variant, setting in variants.items():
+                    launch.LEAVE_OUT.clear()
+                    if kernel != 'data':
+                        launch.LEAVE_OUT[kernel] = setting
+                    stages.kernel_run(kernel, setting, tensors, geo)()
+                    yield f'{dname} {sname} {kernel} {variant}'
+                launch.LEAVE_OUT.clear()
+
+
+def triton_keys(capability: int) -> Dict[str, str]:
+    """What a Triton cache key holds of the machine: Triton's build (its files, the
+    libtriton it loads) and the backend (ptxas version, target); sha256 of each."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.cache import triton_key
+    backend = make_backend(GPUTarget('cuda', capability, 32)).hash()
+    return {'triton': triton.__version__,
+            'triton_key': hashlib.sha256(triton_key().encode()).hexdigest(),
+            'backend_key': hashlib.sha256(backend.encode()).hexdigest()}
+
+
+def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str],
+               shapes: List[str]) -> Dict:
+    """Fill the Triton cache ``out`` (see the module docstring); returns the manifest."""
+    out = os.path.abspath(out)
+    os.makedirs(out, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ('TRITON_CACHE_DIR', 'TRITON_STORE_BINARY_ONLY')}
+    os.environ.update(TRITON_CACHE_DIR=out, TRITON_STORE_BINARY_ONLY='1')
+    start = time.monotonic()
+    names = []
+    try:
+        with compile_only(capability, multiprocessors):
+            for name in sweep_launches(dtypes, shapes):
+                names.append(name)
+                print(f'{len(names):4d} {time.monotonic() - start:6.1f} s  {name}', flush=True)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    manifest = dict(triton_keys(capability), capability=capability,
+                    multiprocessors=multiprocessors, dtypes=dtypes, shapes=shapes,
+                    launches=len(names), entries=len(_entries(out)),
+                    seconds=round(time.monotonic() - start, 1),
+                    torch=torch.__version__)
+    write_json_atomic(os.path.join(out, MANIFEST), manifest)
+    return manifest
+
+
+def _entries(cache_dir: str) -> List[str]:
+    return [d for d in os.listdir(cache_dir) if os.path.isdir(os.path.join(cache_dir, d))]
+
+
+def check(cache_dir: str) -> bool:
+    """Print whether the cache in ``cache_dir`` was built by this machine's Triton (its
+    entries can then be hits) and how many entries it holds; True when it was."""
+    with open(os.path.join(cache_dir, MANIFEST)) as f:
+        manifest = json.load(f)
+    here = triton_keys(manifest['capability'])
+    differ = [k for k in here if here[k] != manifest.get(k)]
+    entries = len(_entries(cache_dir))
+    if differ:
+        print(f'triton cache {cache_dir}: built by another Triton ({", ".join(differ)} '
+              f'differ: {manifest.get("triton")} there, {here["triton"]} here); its '
+              f'{entries} entries will not be used, kernels compile here as usual')
+        return False
+    print(f'triton cache {cache_dir}: {entries} entries, built by this Triton '
+          f'({here["triton"]}) for sm_{manifest["capability"]}')
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument('--out', help='the Triton cache directory to fill')
+    what.add_argument('--check', metavar='DIR',
+                      help="say whether DIR's cache was built by this machine's Triton")
+    parser.add_argument('--capability', type=int, default=90,
+                        help='CUDA compute capability times 10 (default 90: H100/H200)')
+    parser.add_argument('--multiprocessors', type=int, default=132,
+                        help='the GPU\'s multiprocessor count (default 132: H100/H200 SXM)')
+    parser.add_argument('--dtypes', default='fp16,bf16,fp32')
+    parser.add_argument('--shapes', default='c3,c4,c5')
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args, lists = parse_lists(parser, argv, {'dtypes': DTYPES, 'shapes': SHAPES})
+    if args.check:
+        return check(args.check)
+    return precompile(args.out, args.capability, args.multiprocessors, lists['dtypes'],
+                      lists['shapes'])
+
+
+if __name__ == '__main__':
+    main()
