@@ -679,71 +679,92 @@ def test_stage_timing_reports_every_variant_and_clears_its_switch(monkeypatch, t
 
 # --- compiled for the GPU, on a machine without one -------------------------------------
 
-@pytest.mark.skipif(not HAS_TRITON or INTERPRETING or ON_GPU,
-                    reason='needs Triton outside the interpreter; on a GPU the tests above '
-                           'compile the kernels for real')
+NO_GPU_COMPILE = pytest.mark.skipif(
+    not HAS_TRITON or INTERPRETING or ON_GPU,
+    reason='compiles for a GPU on a machine without one (Triton ships ptxas and cuobjdump); '
+           'on a GPU the tests above compile the kernels for real')
+
+
+@NO_GPU_COMPILE
 @pytest.mark.parametrize('dtype', ['fp16', 'bf16', 'tf32', 'fp32'])
-def test_kernels_compile_for_hopper_on_the_tensor_cores(dtype):
-    """Every kernel compiles for sm_90 at ``choose_tiles``'s tiles and multiplies with
-    wgmma (strict fp32: on the FMA units), without register spills; the fixed-point
-    input gradient uses 64-bit atomics; DCNv1 compiles too."""
-    from mmdcn_plugin.ops.backends.triton import resources
-    for kernel in ('forward', 'data', 'weight'):
-        ptx = resources.compile_for(kernel, dtype, 90).asm['ptx']
-        assert ('wgmma' in ptx) == (dtype != 'fp32'), kernel
-        usage = resources.ptxas_usage(ptx, 90)
-        if (kernel, dtype) == ('data', 'fp32'):
-            # Known: 16-20 B a thread at these tiles (Triton 3.9 and 3.6); the tile sweep
-            # times two tiles that do not spill (tune.CANDIDATES) before any change here.
-            continue
-        # choose_tiles's rule: a kernel change that makes its tiles spill needs new tiles.
-        assert usage['spill_stores'] == usage['spill_loads'] == usage['stack'] == 0, \
-            (kernel, usage)
-    fixed = resources.compile_for('data', dtype, 90, FIXED_POINT=True).asm['ptx']
-    assert re.search(r'(red|atom)\.global[.\w]*\.[su]64', fixed)  # int64 atomics
-    resources.compile_for('forward', dtype, 90, HAS_MASK=False, HAS_BIAS=False)
-    if dtype == 'fp16':
-        assert 'mma.sync' in resources.compile_for('forward', dtype, 80).asm['ptx']  # Ampere
+def test_kernels_compile_for_hopper_as_launched(dtype, monkeypatch):
+    """The backend's own launches at c5 (fp16: also c3), with choose_tiles's tiles and
+    Triton's specialisation of the real integers, compiled for sm_90: every kernel
+    multiplies with Hopper's HGMMA (strict fp32: on the FMA units) and, but in strict
+    fp32, keeps everything in registers.  fp16 also: the deterministic input gradient
+    adds int64, DCNv1 compiles, and so does the forward for Ampere (HMMA)."""
+    from mmdcn_plugin.ops.backends.triton import launch, precompile, resources, tune
+    from mmdcn_plugin.ops.checks import check_deform_conv2d_args
+    if dtype == 'tf32':  # what launch passes for fp32 CUDA tensors while TF32 is allowed
+        monkeypatch.setattr(launch, 'dot_precision',
+                            lambda t: 'tf32' if t.dtype == torch.float32 else None)
+    torch_dtype = tune.DTYPES['fp32' if dtype == 'tf32' else dtype]
+    with precompile.compile_only(90, precompile.MULTIPROCESSORS) as compiled:
+        for shape in ('c3', 'c5') if dtype == 'fp16' else ('c5',):
+            tensors = tune.problem(tune.SHAPES[shape], torch_dtype, torch.device('cpu'))
+            x, offset, mask, weight, _ = tensors
+            geo = check_deform_conv2d_args(x, offset, weight, None, 1, 1, 1, mask)
+            for kernel, run in tune.kernel_runs(*tensors, geo).items():
+                run()
+                usage = resources.cubin_usage(compiled[-1].asm['cubin'])
+                assert usage['mma'] == ('none' if dtype == 'fp32' else 'HGMMA'), kernel
+                if dtype != 'fp32':  # strict fp32 spills 8-32 B (docs/gpu/README.md)
+                    assert usage['stack'] == usage['local'] == 0, (shape, kernel, usage)
+        if dtype != 'fp16':
+            return
+        tune.kernel_runs(*tensors, geo, deterministic=True)['data']()
+        assert re.search(r'(red|atom)\.global[.\w]*\.[su]64', compiled[-1].asm['ptx'])
+        dcnv1 = check_deform_conv2d_args(x, offset, weight, None, 1, 1, 1, None)
+        launch.forward(x, offset, None, weight, None, dcnv1)
+        assert compiled[-1].metadata.name == 'deform_conv_forward_kernel'
+    with precompile.compile_only(80, 108) as compiled:
+        launch.forward(x, offset, mask, weight, None, geo)
+    assert resources.cubin_usage(compiled[-1].asm['cubin'])['mma'] == 'HMMA'
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed')
-def test_ptxas_log_figures_are_read_and_a_missing_one_is_named():
-    from mmdcn_plugin.ops.backends.triton.resources import parse_ptxas_log
-    log = ("ptxas info    : Compiling entry function 'k' for 'sm_90a'\n"
-           "ptxas info    : Function properties for k\n"
-           "    24 bytes stack frame, 20 bytes spill stores, 16 bytes spill loads\n"
-           "ptxas info    : Used 255 registers, used 1 barriers\n")
-    assert parse_ptxas_log(log) == {'registers': 255, 'stack': 24, 'spill_stores': 20,
-                                    'spill_loads': 16}
+def test_resource_and_instruction_counts_are_read_from_cuobjdump():
+    from mmdcn_plugin.ops.backends.triton.resources import (count_instructions,
+                                                            parse_res_usage)
+    text = (" Function deform_conv_backward_data_kernel:\n"
+            "  REG:128 STACK:32 SHARED:1024 LOCAL:0 CONSTANT[0]:712 TEXTURE:0\n")
+    assert parse_res_usage(text) == {'registers': 128, 'stack': 32, 'local': 0}
     with pytest.raises(ValueError, match='no registers'):
-        parse_ptxas_log(log.replace('Used 255 registers', 'Used registers'))
+        parse_res_usage(text.replace('REG:128', 'REG:'))
+    sass = ('        /*0a10*/  LDG.E.128 R4, desc[UR6][R2.64] ;\n'
+            '        /*0a20*/  LDG.E.U16 R8, desc[UR6][R6.64] ;\n'
+            '        /*0a30*/  LDG.E R9, desc[UR6][R6.64+0x4] ;\n'
+            '        /*0a40*/  LDG.E.64 R10, desc[UR6][R6.64] ;\n'
+            '        /*0a50*/  HGMMA.64x64x16.F32 R24, gdesc[UR8], R24 ;\n')
+    assert count_instructions(sass) == {'wide_loads': 2, 'narrow_loads': 2, 'mma': 'HGMMA'}
+    assert count_instructions('FFMA R1, R2, R3, R1 ;')['mma'] == 'none'
 
 
-@pytest.mark.skipif(not HAS_TRITON or INTERPRETING or ON_GPU,
-                    reason='needs Triton outside the interpreter; a GPU compiles for real')
+@NO_GPU_COMPILE
 def test_resources_tool_reports_every_candidate(tmp_path, capsys, monkeypatch):
-    """The command line compiles each candidate of the sweep and writes a row for it; a
-    tile that does not compile is a row with the reason (here a pixel block of 8, below
-    tl.dot's minimum of 16 for the weight gradient's inner dimension)."""
+    """The command line compiles each candidate of the sweep as launched and writes a
+    row for it, the stage variants left out."""
     import json
-    from mmdcn_plugin.ops.backends.triton import resources, tune
+    from mmdcn_plugin.ops.backends.triton import launch, precompile
     from mmdcn_plugin.ops.backends.triton.launch import Tiles
-    good, bad = Tiles(64, 64, 32, 8, 2), Tiles(8, 64, 32, 8, 2)
-    monkeypatch.setattr(tune, 'CANDIDATES', {'weight': [good, bad]})
-    resources.main(['--kernels', 'weight', '--dtypes', 'bf16', '--json',
+    tiles = [Tiles(64, 64, 32, 8, 2), Tiles(32, 64, 32, 4, 2)]
+    monkeypatch.setattr(precompile, 'CANDIDATES', {'weight': tiles, 'forward': tiles[:1]})
+    from mmdcn_plugin.ops.backends.triton import resources
+    monkeypatch.setattr(resources, 'CANDIDATES', precompile.CANDIDATES)
+    resources.main(['--kernels', 'weight', '--dtypes', 'bf16', '--shapes', 'c5', '--json',
                     str(tmp_path / 'r.json')])
     rows = json.loads((tmp_path / 'r.json').read_text())['rows']
-    assert [r['tiles'] for r in rows] == [list(good), list(bad)]
-    assert rows[0]['registers'] > 0 and rows[0]['shared'] > 0 and rows[0]['wgmma']
-    assert '>= 16' in rows[1]['error'] and 'registers' not in rows[1]
-    assert capsys.readouterr().out.count('registers') == 1
+    assert [(r['kernel'], r['tiles'], r['variant']) for r in rows] == [
+        ('weight', list(t), 'candidate') for t in tiles]
+    assert all(r['registers'] > 0 and r['shared'] > 0 and r['mma'] == 'HGMMA'
+               and r['wide_loads'] > 0 for r in rows)
+    assert capsys.readouterr().out.count('registers') == 2
+    assert launch.TILE_OVERRIDES == {}
     with pytest.raises(SystemExit):
         resources.main(['--dtypes', 'fp8'])
     assert '--dtypes: expected' in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAS_TRITON or INTERPRETING or ON_GPU,
-                    reason='needs Triton outside the interpreter, on a machine without a GPU')
+@NO_GPU_COMPILE
 def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_path,
                                                                            monkeypatch):
     """precompile makes the sweep's and the stages' launches as compiles for sm_90 into a
@@ -771,9 +792,7 @@ def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_pa
     kernels = (launch.deform_conv_forward_kernel, launch.deform_conv_backward_data_kernel,
                launch.deform_conv_backward_weight_kernel)
     assert not any(isinstance(k, precompile._Warmup) for k in kernels)
-    for kernel in kernels:
-        kernel.device_caches.clear()  # forget the compiled kernels; only the files remain
-    compiles.clear()
+    compiles.clear()  # compile_only starts with no kernel in memory: only the files remain
     assert precompile.main(argv)['entries'] == 7
     assert compiles == []
 

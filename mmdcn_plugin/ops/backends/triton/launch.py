@@ -66,13 +66,12 @@ def choose_tiles(geo: DeformGeometry, dtype: torch.dtype, kernel: str) -> Tiles:
     """Tiles for ``kernel`` in ('forward', 'data', 'weight').
 
     Under the interpreter a program costs Python time per operation, not per
-    element: the smallest tiles ``tl.dot`` takes.  On the GPU, configurations that
-    compile for sm_90 without register spills (ptxas -v, Triton 3.6 and 3.9; 8 warps;
-    strict fp32's input gradient excepted, 16-20 bytes a thread): the sampled tile and
-    its pointers, not the accumulator, fill the registers, so the channel block stays
-    at 32 (16 in the input-gradient kernel, which also holds the gradient tile).
-    ``python -m mmdcn_plugin.ops.backends.triton.resources`` prints each candidate's
-    registers and spills.  Not yet timed on a GPU: see :data:`TILE_OVERRIDES`.
+    element: the smallest tiles ``tl.dot`` takes.  On the GPU, 8 warps and tiles
+    that, as launched at ResNet-50's c3-c5, compile for sm_90 to Hopper's warp-group
+    products without spilling in fp16, bf16 and TF32 (strict fp32 spills 8-32 bytes a
+    thread in the gradients; ``python -m mmdcn_plugin.ops.backends.triton.resources``
+    prints every candidate's registers, spills and loads).  Not yet timed on a GPU:
+    see :data:`TILE_OVERRIDES` and :mod:`.tune`.
     """
     if kernel in TILE_OVERRIDES:
         return TILE_OVERRIDES[kernel]

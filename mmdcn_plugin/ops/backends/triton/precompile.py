@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+from collections import defaultdict
 from typing import Dict, Iterator, List
 
 import torch
@@ -36,6 +37,8 @@ from . import launch, stages
 from .tune import CANDIDATES, DTYPES, SHAPES, kernel_runs, parse_lists, problem
 
 MANIFEST = 'manifest.json'
+#: H100 SXM and H200 alike.
+MULTIPROCESSORS = 132
 _KERNELS = ('deform_conv_forward_kernel', 'deform_conv_backward_data_kernel',
             'deform_conv_backward_weight_kernel')
 
@@ -60,19 +63,27 @@ class CompileOnlyDriver:
 
 class _Warmup:
     """Stands in for a kernel in :mod:`.launch`: ``kernel[grid](*args, **meta)`` compiles
-    (``JITFunction.warmup``) and launches nothing."""
+    (``JITFunction.warmup``), launches nothing, and appends the compiled kernel (its
+    ``asm['cubin']``, ``metadata``) to ``compiled``."""
 
-    def __init__(self, kernel):
+    def __init__(self, kernel, compiled: List):
         self.kernel = kernel
+        self.compiled = compiled
 
     def __getitem__(self, grid):
-        return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)
+        def compile_it(*args, **kwargs):
+            self.compiled.append(self.kernel.warmup(*args, grid=grid, **kwargs))
+        return compile_it
 
 
 @contextlib.contextmanager
-def compile_only(capability: int, multiprocessors: int) -> Iterator[None]:
+def compile_only(capability: int, multiprocessors: int) -> Iterator[List]:
     """Within: :mod:`.launch`'s kernels compile for ``capability`` without launching,
-    and the weight gradient splits its work as on a GPU with ``multiprocessors``."""
+    and the weight gradient splits its work as on a GPU with ``multiprocessors``.
+
+    Yields the list each compiled kernel is appended to (every function of
+    :mod:`.launch` makes one launch).
+    """
     from triton.runtime import driver
     if launch.INTERPRETED:
         raise RuntimeError('precompile: compiles for a GPU, which Triton does not while '
@@ -82,53 +93,78 @@ def compile_only(capability: int, multiprocessors: int) -> Iterator[None]:
     # on a machine without a GPU.
     previous = driver._active
     driver.set_active(CompileOnlyDriver(capability))
+    # Triton keeps a device's target and compiled kernels in memory: fresh ones here, so
+    # no kernel compiled for another target is reused, in or after this block.
+    jit_caches = {name: saved[name].device_caches for name in _KERNELS}
+    compiled: List = []
     try:
         for name in _KERNELS:
-            setattr(launch, name, _Warmup(saved[name]))
+            saved[name].device_caches = defaultdict(saved[name].create_binder)
+            setattr(launch, name, _Warmup(saved[name], compiled))
         launch.weight_splits = (lambda geo, t, tiles, device:
                                 launch.gpu_weight_splits(geo, t, tiles, multiprocessors))
-        yield
+        yield compiled
     finally:
         for name, value in saved.items():
             setattr(launch, name, value)
+        for name, caches in jit_caches.items():
+            saved[name].device_caches = caches
         driver._active = previous
         launch.TILE_OVERRIDES.clear()
         launch.LEAVE_OUT.clear()
 
 
-def sweep_launches(dtypes: List[str], shapes: List[str]) -> Iterator[str]:
+def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATES),
+                   candidates_only: bool = False) -> Iterator[Dict]:
     """Make every launch of the sweep and of the stage timing, one at a time, on CPU
-    tensors of the real shapes; yields a name for each.  Call under :func:`compile_only`.
+    tensors of the real shapes.  Call under :func:`compile_only`.
 
-    The sweep: each candidate of each kernel, the input gradient also deterministic
-    (the whole op's deterministic backward uses the fastest tiles, unknown here).  The
-    stages (fp16 in the GPU run; every dtype here): each variant at ``choose_tiles``'s
-    tiles.
+    Yields, after each launch, what it was: ``dtype``, ``shape``, ``kernel`` ('forward',
+    'data', 'weight'), ``tiles`` and ``variant``: ``'candidate'`` (the sweep's),
+    ``'deterministic'`` (the input gradient's fixed-point scatter at that candidate: the
+    whole op's deterministic backward uses the fastest tiles, unknown here) or a stage
+    of :data:`.stages.KERNEL_VARIANTS` at ``choose_tiles``'s tiles (the GPU run times
+    the stages in fp16; here every dtype).  ``kernels`` and ``candidates_only`` leave
+    the other launches out.
     """
     for dname in dtypes:
+        dtype = DTYPES[dname]
         for sname in shapes:
-            tensors = problem(SHAPES[sname], DTYPES[dname], torch.device('cpu'))
+            tensors = problem(SHAPES[sname], dtype, torch.device('cpu'))
             x, offset, mask, weight, grad_out = tensors
             geo = check_deform_conv2d_args(x, offset, weight, None, 1, 1, 1, mask)
             runs = kernel_runs(*tensors, geo)
             deterministic = kernel_runs(*tensors, geo, deterministic=True)['data']
-            for kernel, candidates in CANDIDATES.items():
-                for tiles in candidates:
+
+            def made(kernel, variant):
+                return dict(dtype=dname, shape=sname, kernel=kernel, variant=variant,
+                            tiles=list(launch.choose_tiles(geo, dtype, kernel)))
+            for kernel in kernels:
+                for tiles in CANDIDATES[kernel]:
                     launch.TILE_OVERRIDES[kernel] = tiles
                     runs[kernel]()
-                    yield f'{dname} {sname} {kernel} {tuple(tiles)}'
-                    if kernel == 'data':
+                    yield made(kernel, 'candidate')
+                    if kernel == 'data' and not candidates_only:
                         deterministic()
-                        yield f'{dname} {sname} data {tuple(tiles)} deterministic'
+                        yield made(kernel, 'deterministic')
                 launch.TILE_OVERRIDES.pop(kernel, None)
+            if candidates_only:
+                continue
             for kernel, variants in stages.KERNEL_VARIANTS.items():
                 for variant, setting in variants.items():
                     launch.LEAVE_OUT.clear()
                     if kernel != 'data':
                         launch.LEAVE_OUT[kernel] = setting
                     stages.kernel_run(kernel, setting, tensors, geo)()
-                    yield f'{dname} {sname} {kernel} {variant}'
+                    yield made(kernel, variant)
                 launch.LEAVE_OUT.clear()
+
+
+def describe(launched: Dict) -> str:
+    """One line for a launch of :func:`sweep_launches`."""
+    tiles = 'x'.join(map(str, launched['tiles']))
+    return (f"{launched['dtype']} {launched['shape']} {launched['kernel']:7s} {tiles:15s} "
+            f"{launched['variant']}")
 
 
 def triton_keys(capability: int) -> Dict[str, str]:
@@ -155,9 +191,10 @@ def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str
     names = []
     try:
         with compile_only(capability, multiprocessors):
-            for name in sweep_launches(dtypes, shapes):
-                names.append(name)
-                print(f'{len(names):4d} {time.monotonic() - start:6.1f} s  {name}', flush=True)
+            for launched in sweep_launches(dtypes, shapes):
+                names.append(launched)
+                print(f'{len(names):4d} {time.monotonic() - start:6.1f} s  '
+                      f'{describe(launched)}', flush=True)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -203,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="say whether DIR's cache was built by this machine's Triton")
     parser.add_argument('--capability', type=int, default=90,
                         help='CUDA compute capability times 10 (default 90: H100/H200)')
-    parser.add_argument('--multiprocessors', type=int, default=132,
+    parser.add_argument('--multiprocessors', type=int, default=MULTIPROCESSORS,
                         help='the GPU\'s multiprocessor count (default 132: H100/H200 SXM)')
     parser.add_argument('--dtypes', default='fp16,bf16,fp32')
     parser.add_argument('--shapes', default='c3,c4,c5')
