@@ -466,6 +466,25 @@ def test_every_element_of_the_kernels_outputs_is_written(monkeypatch, geometry):
 
 
 @kernels
+def test_padded_grad_out_gives_the_same_gradients(monkeypatch):
+    """The sweep's experiment, launch.PAD_GRAD_OUT: the backward kernels read grad_out
+    from zero-padded planes, up to their padded length. 35 pixels are padded to 48, and
+    the last pixel tile reaches past even that: the gradients match the reference and
+    are the same bits as without padding."""
+    from mmdcn_plugin.ops.backends.triton import launch
+    problem = make_problem(n=2, c_in=16, h=7, w=5, c_out=16, kernel=3, stride=1, padding=1,
+                           groups=1, deform_groups=1)
+    unpadded = _run('triton', problem, torch.float32, DEVICE)[1]
+    monkeypatch.setattr(launch, 'PAD_GRAD_OUT', True)
+    grad_out = torch.randn(2, 16, 7, 5, device=DEVICE)
+    padded, strides, p_gy = launch.grad_out_planes(grad_out)
+    assert p_gy == 48 and strides == (16 * 48, 48) and padded[:, :, 35:].eq(0).all()
+    _check_against_reference(problem, torch.float32)
+    for name, grad in _run('triton', problem, torch.float32, DEVICE)[1].items():
+        assert torch.equal(grad, unpadded[name]), name
+
+
+@kernels
 def test_layout_copies_once_per_pass(monkeypatch):
     """An NCHW input is copied channels-last once in the forward and once in the
     backward, which both backward kernels then share; the weight is put in the
@@ -785,16 +804,18 @@ def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_pa
                         lambda self, *a, **k: compiles.append(1) or make_cubin(self, *a, **k))
     argv = ['--out', str(tmp_path / 'cache'), '--dtypes', 'fp16', '--shapes', 'tiny']
     manifest = precompile.main(argv)
-    # 3 candidates, the deterministic input gradient, 3 stage variants; each a new kernel
-    assert manifest['launches'] == 7 and manifest['entries'] == len(compiles) == 7
+    # 3 candidates, the deterministic input gradient, the padded-grad_out gradients (30
+    # pixels), 3 stage variants; each a new kernel
+    assert manifest['launches'] == 9 and manifest['entries'] == len(compiles) == 9
     assert manifest['capability'] == 90 and manifest['triton_key']
     assert launch.weight_splits is splits  # launch is as it was
     kernels = (launch.deform_conv_forward_kernel, launch.deform_conv_backward_data_kernel,
                launch.deform_conv_backward_weight_kernel)
     assert not any(isinstance(k, precompile._Warmup) for k in kernels)
     compiles.clear()  # compile_only starts with no kernel in memory: only the files remain
-    assert precompile.main(argv)['entries'] == 7
+    assert precompile.main(argv)['entries'] == 9
     assert compiles == []
+    assert launch.PAD_GRAD_OUT is False
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed')

@@ -58,7 +58,7 @@ def _corner(x_ptr, gx_ptr, pix, gpix, yi, xi, inside, s_xh, s_xw, s_gh, s_gw, c,
 @triton.jit
 def deform_conv_backward_data_kernel(
         x_ptr, off_ptr, msk_ptr, w_ptr, gy_ptr, gx_ptr, goff_ptr, gmsk_ptr, scale_ptr,
-        PB, P, W_OUT, H, W, CG, OG, CPDG,
+        PB, P, P_GY, W_OUT, H, W, CG, OG, CPDG,
         s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc,
         s_wc, s_wh, s_ww, s_yn, s_yc, s_gn, s_gh, s_gw,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
@@ -69,7 +69,9 @@ def deform_conv_backward_data_kernel(
         PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
     """Grid ``(N * PB, G, KH * KW)`` (``PB = cdiv(P, BLOCK_P)`` pixel tiles per image).
 
-    ``gy``: grad_out, Tensor[N, C_out, H_out, W_out] with pixel stride 1; ``gx``:
+    ``gy``: grad_out, Tensor[N, C_out, H_out, W_out] with pixel stride 1, of which the
+    first ``P_GY`` pixels of a plane are read (``P``, or the length of its zero-padded
+    planes: :data:`.launch.PAD_GRAD_OUT`); ``gx``:
     channels-last Tensor[N, H, W, C] of fp32 (int64 with ``FIXED_POINT``), channel
     stride 1; ``goff``/``gmsk``: contiguous like ``off``/``msk``, fp32;
     ``scale_ptr``: the fixed-point scale (fp32 scalar tensor); ``w``: as in the
@@ -120,7 +122,7 @@ def deform_conv_backward_data_kernel(
                 o = gr * OG + o0 + tl.arange(0, BLOCK_O)
                 o_ok = (o0 + tl.arange(0, BLOCK_O)) < OG
                 gout = tl.load(gy_rows[:, None] + o[None, :] * s_yc,
-                               mask=row_ok[:, None] & o_ok[None, :], other=0.0)
+                               mask=(p < P_GY)[:, None] & o_ok[None, :], other=0.0)
                 wt = tl.load(w_ptr + o[:, None] + (c - gr * CG)[None, :] * s_wc
                              + i * s_wh + j * s_ww,
                              mask=o_ok[:, None] & in_gr[None, :], other=0.0)
@@ -148,7 +150,7 @@ def deform_conv_backward_data_kernel(
 @triton.jit
 def deform_conv_backward_weight_kernel(
         x_ptr, off_ptr, msk_ptr, gy_ptr, part_ptr,
-        TILES, TILES_PER_SPLIT, SPLIT_STRIDE, PB, P, W_OUT, H, W, CG, OG, CPDG,
+        TILES, TILES_PER_SPLIT, SPLIT_STRIDE, PB, P, P_GY, W_OUT, H, W, CG, OG, CPDG,
         s_xn, s_xh, s_xw, s_on, s_oc, s_mn, s_mc, s_yn, s_yc,
         stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         KH: tl.constexpr, KW: tl.constexpr, HAS_MASK: tl.constexpr,
@@ -158,7 +160,8 @@ def deform_conv_backward_weight_kernel(
 
     ``part``: contiguous fp32 Tensor[splits, C_out, CG, KH * KW], one partial
     weight gradient per split of ``TILES_PER_SPLIT`` of the ``TILES = N * PB`` pixel
-    tiles; ``SPLIT_STRIDE = C_out * CG * KH * KW``.  ``LEAVE_OUT``: 0, or a stage left
+    tiles; ``SPLIT_STRIDE = C_out * CG * KH * KW``; ``gy`` as in
+    :func:`deform_conv_backward_data_kernel`.  ``LEAVE_OUT``: 0, or a stage left
     out for timing (:mod:`.stages`); ``NO_DOT`` (3) adds the columns' sums over the
     pixels instead (the weight gradient of an all-ones grad_out), reading no grad_out.
     """
@@ -191,7 +194,7 @@ def deform_conv_backward_weight_kernel(
             acc += tl.sum(tl.where(row_ok[:, None], cols, 0.0), axis=0)[None, :]
         else:
             gout_t = tl.load(gy_ptr + n * s_yn + p[None, :] + o[:, None] * s_yc,
-                             mask=o_ok[:, None] & row_ok[None, :], other=0.0)
+                             mask=o_ok[:, None] & (p < P_GY)[None, :], other=0.0)
             acc = mma(gout_t, cols.to(gout_t.dtype), acc, PRECISION, DOT_UPCAST)
     ptrs = (part_ptr + split.to(tl.int64) * SPLIT_STRIDE
             + (o * (CG * KHW))[:, None] + (cl * KHW)[None, :] + k)

@@ -124,6 +124,29 @@ def planes(t: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
     return t, (t.stride(0), t.stride(1))
 
 
+# An experiment the tile sweep times (:mod:`.tune`), off until a GPU says it pays: the
+# backward kernels read grad_out from a copy whose planes are zero-padded to a multiple
+# of GRAD_OUT_ALIGN pixels, up to that length.  Where P is not such a multiple (c4, c5),
+# Triton then vectorises those loads (compiled for sm_90: docs/gpu/README.md).
+PAD_GRAD_OUT = False
+GRAD_OUT_ALIGN = 16
+
+
+def grad_out_planes(grad_out: Tensor) -> Tuple[Tensor, Tuple[int, int], int]:
+    """grad_out (Tensor[N, C_out, H_out, W_out]) as the backward kernels read it, its
+    (n, c) strides, and how many pixels of a plane they may read (``P_GY``): ``P``, or
+    with :data:`PAD_GRAD_OUT` a zero-padded Tensor[N, C_out, P_pad] and ``P_pad``."""
+    g, strides = planes(grad_out)
+    n, c, h, w = g.shape
+    p = h * w
+    if not PAD_GRAD_OUT or p % GRAD_OUT_ALIGN == 0:
+        return g, strides, p
+    p_pad = _cdiv(p, GRAD_OUT_ALIGN) * GRAD_OUT_ALIGN
+    padded = g.new_zeros(n, c, p_pad)
+    padded[:, :, :p] = g.view(n, c, p)
+    return padded, (c * p_pad, p_pad), p_pad
+
+
 def _mask_args(mask: Optional[Tensor], offset: Tensor):
     """The mask and its (n, c) strides; without one, the offset stands in (never read)."""
     if mask is None:
@@ -240,7 +263,7 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
         weight = output_channels_last(weight)
         offset, s_o = planes(offset)
         msk, s_m = _mask_args(mask, offset)
-        grad_out, s_y = planes(grad_out)
+        grad_out, s_y, p_gy = grad_out_planes(grad_out)
         dummy = scale  # stands in for the buffers that are not written
         t = choose_tiles(geo, input.dtype, 'data')
         pb = _cdiv(p, t.block_p)
@@ -248,7 +271,7 @@ def backward_data(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight:
         deform_conv_backward_data_kernel[grid](
             x, offset, msk, weight, grad_out, gx if gx is not None else dummy,
             goff if goff is not None else dummy, gmsk if gmsk is not None else dummy, scale,
-            pb, p, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
+            pb, p, p_gy, w_out, h, w, c // geo.groups, geo.out_channels // geo.groups,
             c // geo.deform_groups,
             *_image_strides(x), *s_o, *s_m, *_weight_strides(weight), *s_y,
             h * w * c, w * c, c,
@@ -311,11 +334,11 @@ def backward_weight(input: Tensor, offset: Tensor, mask: Optional[Tensor], grad_
     x = channels_last(input)
     offset, s_o = planes(offset)
     msk, s_m = _mask_args(mask, offset)
-    grad_out, s_y = planes(grad_out)
+    grad_out, s_y, p_gy = grad_out_planes(grad_out)
     grid = (_cdiv(og, t.block_o) * _cdiv(cg, t.block_c), geo.groups * khw, splits)
     deform_conv_backward_weight_kernel[grid](
         x, offset, msk, grad_out, part,
-        tiles, tiles_per_split, geo.out_channels * cg * khw, pb, p, w_out, geo.height,
+        tiles, tiles_per_split, geo.out_channels * cg * khw, pb, p, p_gy, w_out, geo.height,
         geo.width, cg, og, c // geo.deform_groups,
         *_image_strides(x), *s_o, *s_m, *s_y,
         *_geometry_args(geo),

@@ -112,6 +112,7 @@ def compile_only(capability: int, multiprocessors: int) -> Iterator[List]:
         driver._active = previous
         launch.TILE_OVERRIDES.clear()
         launch.LEAVE_OUT.clear()
+        launch.PAD_GRAD_OUT = False
 
 
 def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATES),
@@ -122,7 +123,9 @@ def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATE
     Yields, after each launch, what it was: ``dtype``, ``shape``, ``kernel`` ('forward',
     'data', 'weight'), ``tiles`` and ``variant``: ``'candidate'`` (the sweep's),
     ``'deterministic'`` (the input gradient's fixed-point scatter at that candidate: the
-    whole op's deterministic backward uses the fastest tiles, unknown here) or a stage
+    whole op's deterministic backward uses the fastest tiles, unknown here),
+    ``'padded-grad-out'`` (the gradients' :data:`.launch.PAD_GRAD_OUT` experiment at that
+    candidate, where the shape's pixel count calls for padding) or a stage
     of :data:`.stages.KERNEL_VARIANTS` at ``choose_tiles``'s tiles (the GPU run times
     the stages in fp16; here every dtype).  ``kernels`` and ``candidates_only`` leave
     the other launches out.
@@ -144,9 +147,19 @@ def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATE
                     launch.TILE_OVERRIDES[kernel] = tiles
                     runs[kernel]()
                     yield made(kernel, 'candidate')
-                    if kernel == 'data' and not candidates_only:
+                    if candidates_only:
+                        continue
+                    if kernel == 'data':
                         deterministic()
                         yield made(kernel, 'deterministic')
+                    if kernel != 'forward' and (geo.out_size[0] * geo.out_size[1]
+                                                % launch.GRAD_OUT_ALIGN):
+                        launch.PAD_GRAD_OUT = True
+                        try:
+                            runs[kernel]()
+                        finally:
+                            launch.PAD_GRAD_OUT = False
+                        yield made(kernel, 'padded-grad-out')
                 launch.TILE_OVERRIDES.pop(kernel, None)
             if candidates_only:
                 continue

@@ -7,7 +7,8 @@
 For each dtype, shape and kernel it times every candidate of :data:`CANDIDATES`
 (through :data:`.launch.TILE_OVERRIDES`, so exactly the launches the backend makes),
 then, with each kernel's fastest tiles, the whole op forward and forward+backward
-(default and deterministic) beside cuDNN's convolution of the same shape and dtype.
+(default, deterministic, and with grad_out read from zero-padded planes:
+:data:`.launch.PAD_GRAD_OUT`) beside cuDNN's convolution of the same shape and dtype.
 Median of CUDA-event timings; TF32 follows ``torch.backends.cuda.matmul.allow_tf32``
 (the conv: ``torch.backends.cudnn.allow_tf32``), both printed.  The shapes are the
 3x3 DCNv2 layers of ResNet-50's c3-c5 on a batch-2 800x1216 training batch.
@@ -169,6 +170,13 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
         finally:
             torch.use_deterministic_algorithms(False)
 
+    def dcn_train_padded():  # the experiment of launch.PAD_GRAD_OUT
+        launch.PAD_GRAD_OUT = True
+        try:
+            dcn_train()
+        finally:
+            launch.PAD_GRAD_OUT = False
+
     conv_leaves = [x.detach().requires_grad_(), weight.detach().requires_grad_()]
 
     def conv_forward():
@@ -183,15 +191,18 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
                best_tiles={k: list(t) for k, (t, _) in best.items()},
                triton_forward_ms=measure(dcn_forward), triton_train_ms=measure(dcn_train),
                triton_train_deterministic_ms=measure(dcn_train_deterministic),
+               triton_train_padded_ms=measure(dcn_train_padded),
                conv_forward_ms=measure(conv_forward), conv_train_ms=measure(conv_train))
     row['forward_vs_conv'] = row['triton_forward_ms'] / row['conv_forward_ms']
     row['train_vs_conv'] = row['triton_train_ms'] / row['conv_train_ms']
     row['deterministic_vs_default'] = (row['triton_train_deterministic_ms']
                                        / row['triton_train_ms'])
+    row['padded_vs_default'] = row['triton_train_padded_ms'] / row['triton_train_ms']
     print(f"{dname} {sname} op: forward {row['triton_forward_ms']:.3f} ms "
           f"({row['forward_vs_conv']:.2f}x conv), fwd+bwd {row['triton_train_ms']:.3f} ms "
           f"({row['train_vs_conv']:.2f}x conv), deterministic "
-          f"{row['deterministic_vs_default']:.2f}x default; best {row['best_tiles']}",
+          f"{row['deterministic_vs_default']:.2f}x default, grad_out padded "
+          f"{row['padded_vs_default']:.2f}x; best {row['best_tiles']}",
           flush=True)
     return row
 
