@@ -5,15 +5,15 @@ cache to carry to the GPU machine: its device time goes to timing, not to compil
         [--multiprocessors 132] [--dtypes fp16,bf16,fp32] [--shapes c3,c4,c5]
     python -m mmdcn_plugin.ops.backends.triton.precompile --check DIR
 
-The sweep (:mod:`.tune`) and the stage timing (:mod:`.stages`) launch about 300
-kernels, each compiled once per shape (Triton specialises integer arguments on their
-divisibility by 16, and c3, c4 and c5 differ there), at 0.4-1.5 s a compile: most of
-the sweep's time budget on the GPU machine.  The first form makes exactly those
+The sweep (:mod:`.tune`) and the stage timing (:mod:`.stages`) make about 490
+launches of 450 distinct kernels, each compiled once per shape (Triton specialises
+integer arguments on their divisibility by 16, and c3, c4 and c5 differ there), at
+0.4-1.5 s a compile: most of the sweep's time budget on the GPU machine.  The first form makes exactly those
 launches, from the same code, with Triton's ``warmup`` (compile, never launch) under
 a stand-in driver that names the target GPU, so each compile lands in ``DIR`` under
 the key the GPU machine computes for the same launch, and a run there with
-``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Only the binaries are kept
-(``TRITON_STORE_BINARY_ONLY``).
+``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Of the compiler's stages only
+the binary is kept (``TRITON_STORE_BINARY_ONLY``).
 
 The keys hold the Triton build (its own files and its ptxas), so this must run under
 the GPU machine's Triton and Python (3.6.0, cp312): ``DIR/manifest.json`` records both
