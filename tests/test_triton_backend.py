@@ -832,3 +832,5 @@ def test_precompile_check_says_whether_the_cache_fits_this_triton(tmp_path, caps
     assert precompile.check(str(tmp_path)) is False
     out = capsys.readouterr().out
     assert 'built by another Triton (triton_key differ' in out and '1 entries' in out
+    with pytest.raises(FileNotFoundError, match=r"expected manifest.json in '.*K1'"):
+        precompile.check(str(tmp_path / 'K1'))  # a folder without a manifest

@@ -7,6 +7,7 @@ vector accesses assume, copying only what is not so already: the input channels-
 tile contiguous), offset, mask and grad_out with contiguous pixels.  Under Triton's
 interpreter the same launches run on CPU tensors.
 """
+import contextlib
 import math
 from typing import Dict, NamedTuple, Optional, Tuple
 
@@ -130,6 +131,17 @@ def planes(t: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
 # Triton then vectorises those loads (compiled for sm_90: docs/gpu/README.md).
 PAD_GRAD_OUT = False
 GRAD_OUT_ALIGN = 16
+
+
+@contextlib.contextmanager
+def grad_out_padded():
+    """Within: :data:`PAD_GRAD_OUT` on (the sweep's experiment); off again after."""
+    global PAD_GRAD_OUT
+    PAD_GRAD_OUT = True
+    try:
+        yield
+    finally:
+        PAD_GRAD_OUT = False
 
 
 def grad_out_planes(grad_out: Tensor) -> Tuple[Tensor, Tuple[int, int], int]:

@@ -8,12 +8,12 @@ cache to carry to the GPU machine: its device time goes to timing, not to compil
 The sweep (:mod:`.tune`) and the stage timing (:mod:`.stages`) make about 490
 launches of 450 distinct kernels, each compiled once per shape (Triton specialises
 integer arguments on their divisibility by 16, and c3, c4 and c5 differ there), at
-0.4-1.5 s a compile: most of the sweep's time budget on the GPU machine.  The first form makes exactly those
-launches, from the same code, with Triton's ``warmup`` (compile, never launch) under
-a stand-in driver that names the target GPU, so each compile lands in ``DIR`` under
-the key the GPU machine computes for the same launch, and a run there with
-``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Of the compiler's stages only
-the binary is kept (``TRITON_STORE_BINARY_ONLY``).
+0.4-1.5 s a compile: most of the sweep's time budget on the GPU machine.  The first
+form makes exactly those launches, from the same code, with Triton's ``warmup``
+(compile, never launch) under a stand-in driver that names the target GPU, so each
+compile lands in ``DIR`` under the key the GPU machine computes for the same launch,
+and a run there with ``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Of the
+compiler's stages only the binary is kept (``TRITON_STORE_BINARY_ONLY``).
 
 The keys hold the Triton build (its own files and its ptxas), so this must run under
 the GPU machine's Triton and Python (3.6.0, cp312): ``DIR/manifest.json`` records both
@@ -154,11 +154,8 @@ def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATE
                         yield made(kernel, 'deterministic')
                     if kernel != 'forward' and (geo.out_size[0] * geo.out_size[1]
                                                 % launch.GRAD_OUT_ALIGN):
-                        launch.PAD_GRAD_OUT = True
-                        try:
+                        with launch.grad_out_padded():
                             runs[kernel]()
-                        finally:
-                            launch.PAD_GRAD_OUT = False
                         yield made(kernel, 'padded-grad-out')
                 launch.TILE_OVERRIDES.pop(kernel, None)
             if candidates_only:
@@ -173,11 +170,12 @@ def sweep_launches(dtypes: List[str], shapes: List[str], kernels=tuple(CANDIDATE
                 launch.LEAVE_OUT.clear()
 
 
-def describe(launched: Dict) -> str:
-    """One line for a launch of :func:`sweep_launches`."""
+def describe(launched: Dict, variant: bool = True) -> str:
+    """One line for a launch of :func:`sweep_launches` (without its variant if not
+    ``variant``)."""
     tiles = 'x'.join(map(str, launched['tiles']))
-    return (f"{launched['dtype']} {launched['shape']} {launched['kernel']:7s} {tiles:15s} "
-            f"{launched['variant']}")
+    line = f"{launched['dtype']} {launched['shape']} {launched['kernel']:7s} {tiles:15s}"
+    return f"{line} {launched['variant']}" if variant else line
 
 
 def triton_keys(capability: int) -> Dict[str, str]:
@@ -201,12 +199,12 @@ def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str
     saved = {k: os.environ.get(k) for k in ('TRITON_CACHE_DIR', 'TRITON_STORE_BINARY_ONLY')}
     os.environ.update(TRITON_CACHE_DIR=out, TRITON_STORE_BINARY_ONLY='1')
     start = time.monotonic()
-    names = []
+    launches = []
     try:
         with compile_only(capability, multiprocessors):
             for launched in sweep_launches(dtypes, shapes):
-                names.append(launched)
-                print(f'{len(names):4d} {time.monotonic() - start:6.1f} s  '
+                launches.append(launched)
+                print(f'{len(launches):4d} {time.monotonic() - start:6.1f} s  '
                       f'{describe(launched)}', flush=True)
     finally:
         for key, value in saved.items():
@@ -216,7 +214,7 @@ def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str
                 os.environ[key] = value
     manifest = dict(triton_keys(capability), capability=capability,
                     multiprocessors=multiprocessors, dtypes=dtypes, shapes=shapes,
-                    launches=len(names), entries=len(_entries(out)),
+                    launches=len(launches), entries=len(_entries(out)),
                     seconds=round(time.monotonic() - start, 1),
                     torch=torch.__version__)
     write_json_atomic(os.path.join(out, MANIFEST), manifest)
@@ -230,7 +228,11 @@ def _entries(cache_dir: str) -> List[str]:
 def check(cache_dir: str) -> bool:
     """Print whether the cache in ``cache_dir`` was built by this machine's Triton (its
     entries can then be hits) and how many entries it holds; True when it was."""
-    with open(os.path.join(cache_dir, MANIFEST)) as f:
+    path = os.path.join(cache_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'precompile --check: expected {MANIFEST} in {cache_dir!r}, '
+                                'written by precompile --out; it has none')
+    with open(path) as f:
         manifest = json.load(f)
     here = triton_keys(manifest['capability'])
     differ = [k for k in here if here[k] != manifest.get(k)]

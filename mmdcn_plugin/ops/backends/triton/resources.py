@@ -83,7 +83,7 @@ def usage_rows(capability: int, dtypes: List[str], shapes: List[str],
 
 
 def format_row(row: Dict) -> str:
-    return (f"{describe(row)[:-len(' candidate')]} {row['registers']:3d} registers, "
+    return (f"{describe(row, variant=False)} {row['registers']:3d} registers, "
             f"{row['local']:4d} B local, {row['shared'] / 1024:5.1f} KiB shared, "
             f"loads {row['wide_loads']} wide / {row['narrow_loads']} narrow, "
             f"mma {row['mma']}")

@@ -171,11 +171,8 @@ def _whole_op(measure, x, offset, mask, weight, grad_out, geo, dname, sname, bes
             torch.use_deterministic_algorithms(False)
 
     def dcn_train_padded():  # the experiment of launch.PAD_GRAD_OUT
-        launch.PAD_GRAD_OUT = True
-        try:
+        with launch.grad_out_padded():
             dcn_train()
-        finally:
-            launch.PAD_GRAD_OUT = False
 
     conv_leaves = [x.detach().requires_grad_(), weight.detach().requires_grad_()]
 
