@@ -408,15 +408,19 @@ def _fake_checkout(tmp_path, kit=True):
     (root / 'tools' / 'gpu_check.py').write_text(
         'import json, os, sys\n'
         'json.dump(dict(argv=sys.argv[1:], kit=os.environ.get("KIT_MARK"), '
-        'commit=os.environ.get("MMDCN_GIT_COMMIT")), '
-        'open(os.environ["RECORD"], "w"))\nsys.exit(3)\n')
+        'commit=os.environ.get("MMDCN_GIT_COMMIT"), '
+        'cache=os.environ.get("TRITON_CACHE_DIR")), open(os.environ["RECORD"], "w"))\n'
+        # a kernel compiled during the check: a new entry in Triton's cache
+        'os.makedirs(os.path.join(os.environ["TRITON_CACHE_DIR"], "new"))\n'
+        'sys.exit(3)\n')
     return root
 
 
 def test_device_script_installs_the_kit_builds_and_runs_the_check(tmp_path):
     root = _fake_checkout(tmp_path)
     env = dict(os.environ, OUT=str(tmp_path / 'out'), RECORD=str(tmp_path / 'record.json'),
-               PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+               PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               TRITON_CACHE_DIR=str(tmp_path / 'triton-cache'))
     env.pop('MMDCN_GIT_COMMIT', None)
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_device_run.sh'), '--steps',
                            'ops-float32'], cwd=root, env=env, capture_output=True, text=True,
@@ -433,6 +437,11 @@ def test_device_script_installs_the_kit_builds_and_runs_the_check(tmp_path):
     assert 'gpu-kit: installed' in (logs / 'kit.log').read_text()
     assert "building ['build_ext', '--inplace']" in (logs / 'build_ext.log').read_text()
     assert 'C++ extension built' in proc.stdout and 'exit status 3' in proc.stdout
+    # No Triton cache carried: said, and the kernels compiled during the check counted
+    assert record['cache'] == str(tmp_path / 'triton-cache')
+    cache_log = (logs / 'triton-cache.log').read_text()
+    assert 'no .gpu-kit/triton-cache.tar.xz: every kernel compiles here' in cache_log
+    assert '1 Triton kernels compiled here during the check' in cache_log
 
 
 def test_device_script_stops_without_the_kit(tmp_path):

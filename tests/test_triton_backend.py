@@ -785,7 +785,8 @@ def test_resources_tool_reports_every_candidate(tmp_path, capsys, monkeypatch):
 
 @NO_GPU_COMPILE
 def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch,
+                                                                           capsys):
     """precompile makes the sweep's and the stages' launches as compiles for sm_90 into a
     cache; the same launches in a process that has only that cache compile nothing."""
     from triton.backends.nvidia.compiler import CUDABackend
@@ -803,6 +804,7 @@ def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_pa
     monkeypatch.setattr(CUDABackend, 'make_cubin',
                         lambda self, *a, **k: compiles.append(1) or make_cubin(self, *a, **k))
     argv = ['--out', str(tmp_path / 'cache'), '--dtypes', 'fp16', '--shapes', 'tiny']
+    cache_dir = os.environ.get('TRITON_CACHE_DIR')
     manifest = precompile.main(argv)
     # 3 candidates, the deterministic input gradient, the padded-grad_out gradients (30
     # pixels), 3 stage variants; each a new kernel
@@ -816,6 +818,16 @@ def test_precompiled_kernels_are_loaded_from_the_cache_not_compiled_again(tmp_pa
     assert precompile.main(argv)['entries'] == 9
     assert compiles == []
     assert launch.PAD_GRAD_OUT is False
+    # The op's own launches (choose_tiles's tiles): the forward's is the stages' 'full'
+    # one, loaded; the gradients' (not the candidate's tiles) compiled once, then loaded;
+    # and --check says so.
+    cache = str(tmp_path / 'cache')
+    assert precompile.replay(cache, manifest) == (3, 2) and len(compiles) == 2
+    assert precompile.replay(cache, manifest) == (3, 0) and len(compiles) == 2
+    assert precompile.main(['--check', cache]) is True
+    assert "the op's 3 launches at fp16 tiny: 3 loaded from it, 0 compiled here" \
+        in capsys.readouterr().out
+    assert len(compiles) == 2 and os.environ.get('TRITON_CACHE_DIR') == cache_dir
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason='Triton is not installed')
@@ -823,14 +835,22 @@ def test_precompile_check_says_whether_the_cache_fits_this_triton(tmp_path, caps
     import json
     from mmdcn_plugin.ops.backends.triton import precompile
     (tmp_path / 'K1').mkdir()
-    manifest = dict(precompile.triton_keys(90), capability=90)
+    manifest = dict(precompile.triton_keys(90), capability=90, multiprocessors=132,
+                    environment=precompile.key_environment())
     (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
-    assert precompile.main(['--check', str(tmp_path)]) is True
+    assert precompile.main(['--check', str(tmp_path), '--no-replay']) is True
     assert '1 entries, built by this Triton' in capsys.readouterr().out
     manifest['triton_key'] = 'another'
     (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
     assert precompile.check(str(tmp_path)) is False
     out = capsys.readouterr().out
-    assert 'built by another Triton (triton_key differ' in out and '1 entries' in out
+    assert 'built by another Triton or for another GPU (triton_key;' in out
+    assert 'of its 1 entries' in out
+    # A setting that Triton keys kernels on (TRITON_DEBUG), set there and not here
+    manifest = dict(manifest, triton_key=precompile.triton_keys(90)['triton_key'],
+                    environment=dict(manifest['environment'], debug='True'))
+    (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
+    assert precompile.check(str(tmp_path)) is False
+    assert '(debug=False here, True there;' in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match=r"expected manifest.json in '.*K1'"):
         precompile.check(str(tmp_path / 'K1'))  # a folder without a manifest

@@ -44,9 +44,16 @@ else
     say "C++ extension not built (logs/build_ext.log): the cpp backend is left out"
 fi
 
+# The Triton kernels compiled before the call, if carried: the op's own launches at
+# c3-c5 are among them (the op benchmarks'), the tests' small shapes are not.
+unpack_triton_cache "$DEST/logs/triton-cache.log"
+before=$(triton_cache_entries)
+
 budget=$(( ${GPU_CHECK_TOTAL_S:-450} - ($(date +%s) - start) ))
 say "gpu_check: $budget s for its steps"
 python3 tools/gpu_check.py --out-dir "$DEST" --budget-s "$budget" "$@"
 rc=$?
+say "$(( $(triton_cache_entries) - before )) Triton kernels compiled here during the check" \
+    | tee -a "$DEST/logs/triton-cache.log"
 say "done (gpu_check exit status $rc); report: $DEST/report.md"
 exit $rc

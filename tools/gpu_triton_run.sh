@@ -25,20 +25,8 @@ KIT_LOG="$DEST/kit.log"
 # shellcheck source=tools/gpu_kit.sh
 . "$(dirname "${BASH_SOURCE[0]}")/gpu_kit.sh"
 
-# Kernels compiled before the call on the CPU machine, with this machine's Triton
-# (python -m mmdcn_plugin.ops.backends.triton.precompile, packed into
-# .gpu-kit/triton-cache.tar.xz; docs/gpu/README.md): loaded instead of compiled.  Each
-# entry a step adds to the cache is a kernel compiled here.
-CACHE_TAR=.gpu-kit/triton-cache.tar.xz
-export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/mmdcn-triton-cache}
-mkdir -p "$TRITON_CACHE_DIR"
-if [ -f "$CACHE_TAR" ] && tar -xJf "$CACHE_TAR" -C "$TRITON_CACHE_DIR"; then
-    python3 -m mmdcn_plugin.ops.backends.triton.precompile --check "$TRITON_CACHE_DIR" \
-        2>&1 | tee "$DEST/cache.log"
-else
-    say "no $CACHE_TAR: every kernel compiles here" | tee "$DEST/cache.log"
-fi
-entries() { find "$TRITON_CACHE_DIR" -mindepth 1 -maxdepth 1 -type d | wc -l; }
+# The kernels compiled before the call (.gpu-kit/triton-cache.tar.xz; gpu_kit.sh).
+unpack_triton_cache "$DEST/cache.log"
 
 # A step runs under `timeout -s INT` (Python stops with KeyboardInterrupt; its JSON so far
 # stays), then TERM and KILL 10 s apart.
@@ -51,11 +39,11 @@ step() {
     fi
     say "$name: up to $limit s"
     local before
-    before=$(entries)
+    before=$(triton_cache_entries)
     timeout -s INT -k 10 "$limit" "$@" > "$DEST/$name.log" 2>&1
     local rc=$?
     tail -n 40 "$DEST/$name.log"
-    say "$name: exit status $rc (124: stopped at its limit); $(( $(entries) - before ))" \
+    say "$name: exit status $rc (124: stopped at its limit); $(( $(triton_cache_entries) - before ))" \
         "kernels compiled here" | tee -a "$DEST/cache.log"
     return 0
 }

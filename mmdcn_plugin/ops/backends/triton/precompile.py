@@ -3,7 +3,7 @@ cache to carry to the GPU machine: its device time goes to timing, not to compil
 
     python -m mmdcn_plugin.ops.backends.triton.precompile --out DIR [--capability 90]
         [--multiprocessors 132] [--dtypes fp16,bf16,fp32] [--shapes c3,c4,c5]
-    python -m mmdcn_plugin.ops.backends.triton.precompile --check DIR
+    python -m mmdcn_plugin.ops.backends.triton.precompile --check DIR [--no-replay]
 
 The sweep (:mod:`.tune`) and the stage timing (:mod:`.stages`) make about 490
 launches of 450 distinct kernels, each compiled once per shape (Triton specialises
@@ -15,9 +15,12 @@ compile lands in ``DIR`` under the key the GPU machine computes for the same lau
 and a run there with ``TRITON_CACHE_DIR=DIR`` loads it instead of compiling.  Of the
 compiler's stages only the binary is kept (``TRITON_STORE_BINARY_ONLY``).
 
-The keys hold the Triton build (its own files and its ptxas), so this must run under
-the GPU machine's Triton and Python (3.6.0, cp312): ``DIR/manifest.json`` records both
-keys, and ``--check DIR`` on the GPU machine says whether they match there.  A miss
+The keys hold the Triton build (its own files and its ptxas), the settings that change
+what it compiles (:func:`key_environment`), and through the weight gradient's split the
+GPU's multiprocessor count, so this must run under the GPU machine's Triton and Python
+(3.6.0, cp312): ``DIR/manifest.json`` records all of them, and ``--check DIR`` on the
+GPU machine says whether they match there, then makes the op's own launches of one
+shape (:func:`replay`) and counts how many were loaded rather than compiled.  A miss
 costs nothing but the compile that would have happened anyway.
 """
 import argparse
@@ -27,7 +30,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 
@@ -191,43 +194,84 @@ def triton_keys(capability: int) -> Dict[str, str]:
             'backend_key': hashlib.sha256(backend.encode()).hexdigest()}
 
 
-def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str],
-               shapes: List[str]) -> Dict:
-    """Fill the Triton cache ``out`` (see the module docstring); returns the manifest."""
-    out = os.path.abspath(out)
-    os.makedirs(out, exist_ok=True)
+def key_environment() -> Dict[str, str]:
+    """The settings of this process that Triton puts into a kernel's cache key besides
+    the source and the target: the environment variables its ``libtriton`` names as
+    cache-invalidating (only those set) and the ``debug`` and instrumentation options
+    a launch takes from ``TRITON_DEBUG`` and ``TRITON_INSTRUMENTATION_MODE``."""
+    from triton import knobs
+    from triton._C.libtriton import get_cache_invalidating_env_vars
+    env = {k: str(v) for k, v in get_cache_invalidating_env_vars().items()}
+    env['debug'] = str(bool(knobs.runtime.debug))
+    env['instrumentation_mode'] = str(knobs.compilation.instrumentation_mode)
+    return env
+
+
+@contextlib.contextmanager
+def _cache_in(cache_dir: str):
+    """Within: Triton's cache is ``cache_dir``, binaries only; the environment after is
+    as before."""
     saved = {k: os.environ.get(k) for k in ('TRITON_CACHE_DIR', 'TRITON_STORE_BINARY_ONLY')}
-    os.environ.update(TRITON_CACHE_DIR=out, TRITON_STORE_BINARY_ONLY='1')
-    start = time.monotonic()
-    launches = []
+    os.environ.update(TRITON_CACHE_DIR=cache_dir, TRITON_STORE_BINARY_ONLY='1')
     try:
-        with compile_only(capability, multiprocessors):
-            for launched in sweep_launches(dtypes, shapes):
-                launches.append(launched)
-                print(f'{len(launches):4d} {time.monotonic() - start:6.1f} s  '
-                      f'{describe(launched)}', flush=True)
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    manifest = dict(triton_keys(capability), capability=capability,
-                    multiprocessors=multiprocessors, dtypes=dtypes, shapes=shapes,
-                    launches=len(launches), entries=len(_entries(out)),
+
+
+def precompile(out: str, capability: int, multiprocessors: int, dtypes: List[str],
+               shapes: List[str]) -> Dict:
+    """Fill the Triton cache ``out`` (see the module docstring); returns the manifest."""
+    out = os.path.abspath(out)
+    os.makedirs(out, exist_ok=True)
+    start = time.monotonic()
+    launches = []
+    with _cache_in(out), compile_only(capability, multiprocessors):
+        for launched in sweep_launches(dtypes, shapes):
+            launches.append(launched)
+            print(f'{len(launches):4d} {time.monotonic() - start:6.1f} s  '
+                  f'{describe(launched)}', flush=True)
+    manifest = dict(triton_keys(capability), environment=key_environment(),
+                    capability=capability, multiprocessors=multiprocessors, dtypes=dtypes,
+                    shapes=shapes, launches=len(launches), entries=len(_entries(out)),
                     seconds=round(time.monotonic() - start, 1),
                     torch=torch.__version__)
     write_json_atomic(os.path.join(out, MANIFEST), manifest)
     return manifest
 
 
+def replay(cache_dir: str, manifest: Dict) -> Tuple[int, int]:
+    """Make the op's own launches (``choose_tiles``'s tiles: what the op, and so the GPU
+    check's op benchmarks, runs) of the forward, input and weight gradients, for the
+    manifest's first dtype at its last shape, as compiles for the manifest's GPU into
+    ``cache_dir``.  Returns (launches, kernels compiled): 0 compiled means each was
+    loaded from the cache, so the keys computed here are those of the machine that
+    filled it."""
+    dtype, shape = DTYPES[manifest['dtypes'][0]], SHAPES[manifest['shapes'][-1]]
+    tensors = problem(shape, dtype, torch.device('cpu'))
+    geo = check_deform_conv2d_args(tensors[0], tensors[1], tensors[3], None, 1, 1, 1,
+                                   tensors[2])
+    before = len(_entries(cache_dir))
+    with _cache_in(os.path.abspath(cache_dir)), \
+            compile_only(manifest['capability'], manifest['multiprocessors']) as compiled:
+        for run in kernel_runs(*tensors, geo).values():
+            run()
+    return len(compiled), len(_entries(cache_dir)) - before
+
+
 def _entries(cache_dir: str) -> List[str]:
     return [d for d in os.listdir(cache_dir) if os.path.isdir(os.path.join(cache_dir, d))]
 
 
-def check(cache_dir: str) -> bool:
-    """Print whether the cache in ``cache_dir`` was built by this machine's Triton (its
-    entries can then be hits) and how many entries it holds; True when it was."""
+def check(cache_dir: str, replay_launches: bool = True) -> bool:
+    """Print whether the cache in ``cache_dir`` fits this machine (built by this
+    Triton under the same settings; on a GPU, the manifest's capability and
+    multiprocessor count), how many entries it holds and, with ``replay_launches``,
+    how many of :func:`replay`'s launches it served; True when it fits."""
     path = os.path.join(cache_dir, MANIFEST)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'precompile --check: expected {MANIFEST} in {cache_dir!r}, '
@@ -236,14 +280,32 @@ def check(cache_dir: str) -> bool:
         manifest = json.load(f)
     here = triton_keys(manifest['capability'])
     differ = [k for k in here if here[k] != manifest.get(k)]
+    env_here, env_there = key_environment(), manifest.get('environment', {})
+    differ += [f'{k}={env_here.get(k)} here, {env_there.get(k)} there'
+               for k in sorted(set(env_here) | set(env_there))
+               if env_here.get(k) != env_there.get(k)]
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        if major * 10 + minor != manifest['capability']:
+            differ.append(f'capability {major}{minor} here, {manifest["capability"]} there')
+        if sms != manifest.get('multiprocessors'):
+            differ.append(f'{sms} multiprocessors here, {manifest.get("multiprocessors")} '
+                          'there (the weight gradient\'s launches differ)')
     entries = len(_entries(cache_dir))
     if differ:
-        print(f'triton cache {cache_dir}: built by another Triton ({", ".join(differ)} '
-              f'differ: {manifest.get("triton")} there, {here["triton"]} here); its '
-              f'{entries} entries will not be used, kernels compile here as usual')
+        print(f'triton cache {cache_dir}: built by another Triton or for another GPU '
+              f'({"; ".join(differ)}; Triton {manifest.get("triton")} there, '
+              f'{here["triton"]} here); of its {entries} entries, those whose keys hold '
+              'what differs will not be used: those kernels compile here as usual')
         return False
     print(f'triton cache {cache_dir}: {entries} entries, built by this Triton '
-          f'({here["triton"]}) for sm_{manifest["capability"]}')
+          f'({here["triton"]}) for sm_{manifest["capability"]}', flush=True)
+    if replay_launches:
+        launches, compiled = replay(cache_dir, manifest)
+        print(f'triton cache {cache_dir}: the op\'s {launches} launches at '
+              f'{manifest["dtypes"][0]} {manifest["shapes"][-1]}: {launches - compiled} '
+              f'loaded from it, {compiled} compiled here')
     return True
 
 
@@ -257,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='CUDA compute capability times 10 (default 90: H100/H200)')
     parser.add_argument('--multiprocessors', type=int, default=MULTIPROCESSORS,
                         help='the GPU\'s multiprocessor count (default 132: H100/H200 SXM)')
+    parser.add_argument('--no-replay', action='store_true',
+                        help='with --check: do not make the op\'s launches of one shape '
+                        'to count cache hits')
     parser.add_argument('--dtypes', default='fp16,bf16,fp32')
     parser.add_argument('--shapes', default='c3,c4,c5')
     return parser
@@ -266,7 +331,7 @@ def main(argv=None):
     parser = build_parser()
     args, lists = parse_lists(parser, argv, {'dtypes': DTYPES, 'shapes': SHAPES})
     if args.check:
-        return check(args.check)
+        return check(args.check, replay_launches=not args.no_replay)
     return precompile(args.out, args.capability, args.multiprocessors, lists['dtypes'],
                       lists['shapes'])
 
