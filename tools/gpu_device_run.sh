@@ -8,7 +8,9 @@
 #     git rev-parse HEAD > .gpu-kit/COMMIT   (or set MMDCN_GIT_COMMIT in the command).
 #
 # In one call of at most 8 minutes it installs the GPU kit (.gpu-kit, a copy of
-# ../shared/device), builds this package's C++ extension with the system compiler, and
+# ../shared/device), builds this package's C++ extension with the system compiler, loads
+# the Triton kernels compiled before the call where the kit holds them
+# (.gpu-kit/triton-cache.tar.xz, see tools/gpu_triton_run.sh), and
 # runs tools/gpu_check.py into $OUT/gpu-check (report.md, gpu_check.json, logs/), which
 # comes back with the call.  Arguments go to tools/gpu_check.py (a rerun of part of it:
 # `bash tools/gpu_device_run.sh --steps ops-float32 model-fp32`).  GPU_CHECK_TOTAL_S
