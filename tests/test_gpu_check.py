@@ -535,6 +535,88 @@ def test_triton_device_script_unpacks_the_carried_cache_and_checks_it(tmp_path):
         in proc.stdout
 
 
+def _prepare(repo, kit, **env):
+    """Run tools/gpu_prepare.sh in the git repository ``repo`` with the kit ``kit``."""
+    env = dict(os.environ, KIT_SRC=str(kit), **env)
+    return subprocess.run(['bash', osp.join(ROOT, 'tools', 'gpu_prepare.sh')], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def _git_repo_and_kit(tmp_path):
+    repo, kit = tmp_path / 'repo', tmp_path / 'device'
+    (kit / 'wheels').mkdir(parents=True)
+    (kit / 'setup.sh').write_text('echo kit\n')
+    (kit / 'wheels' / 'a-1.0-py3-none-any.whl').write_text('')
+    repo.mkdir()
+    (repo / 'f.txt').write_text('one\n')
+    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-C', str(repo)]
+    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
+    subprocess.run(git + ['add', 'f.txt'], check=True)
+    subprocess.run(git + ['commit', '-qm', 'one'], check=True)
+    head = subprocess.run(git + ['rev-parse', 'HEAD'], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return repo, kit, head
+
+
+def test_prepare_script_copies_the_kit_as_an_ignored_folder_with_the_commit(tmp_path):
+    repo, kit, head = _git_repo_and_kit(tmp_path)
+    for path in [kit / 'setup.sh', kit / 'wheels' / 'a-1.0-py3-none-any.whl',
+                 kit / 'wheels', kit]:  # read-only, as ../shared/device is
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    for _ in range(2):  # a second run replaces the copy and adds no second exclude line
+        proc = _prepare(repo, kit, NO_CACHE='1')
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (repo / '.gpu-kit' / 'wheels' / 'a-1.0-py3-none-any.whl').is_file()
+    assert (repo / '.gpu-kit' / 'COMMIT').read_text() == head + '\n'
+    assert all(os.stat(p).st_mode & 0o200 for p in [repo / '.gpu-kit', repo / '.gpu-kit' /
+                                                     'wheels', repo / '.gpu-kit' / 'setup.sh'])
+    exclude = (repo / '.git' / 'info' / 'exclude').read_text().splitlines()
+    assert exclude.count('/.gpu-kit/') == 1
+    status = subprocess.run(['git', '-C', str(repo), 'status', '--porcelain'],
+                            capture_output=True, text=True).stdout
+    assert status == ''  # the kit is not seen by git
+    assert 'NO_CACHE=1: no Triton cache' in proc.stdout
+    (repo / 'f.txt').write_text('two\n')
+    assert _prepare(repo, kit, NO_CACHE='1').returncode == 0
+    assert (repo / '.gpu-kit' / 'COMMIT').read_text() == head + '+dirty\n'
+    proc = _prepare(repo, tmp_path / 'nowhere', NO_CACHE='1')
+    assert proc.returncode == 2 and 'no GPU kit at' in proc.stdout
+
+
+def test_prepare_script_packs_the_precompiled_cache_into_the_kit(tmp_path):
+    """With a scratch stack (here a stand-in Python that records its calls), the kit's
+    wheels go into its site folder and precompile's cache is packed into the kit."""
+    repo, kit, _ = _git_repo_and_kit(tmp_path)
+    fake = tmp_path / 'python'
+    fake.write_text(f'#!{sys.executable}\n'
+                    'import json, os, sys\n'
+                    'with open(os.environ["RECORD"], "a") as f:\n'
+                    '    f.write(json.dumps(sys.argv[1:]) + "\\n")\n'
+                    'if sys.argv[2].endswith(".precompile") and os.environ.get("FAIL"):\n'
+                    '    sys.exit("boom")\n'
+                    'if sys.argv[2].endswith(".precompile"):\n'
+                    '    os.makedirs(os.path.join(sys.argv[4], "KERNEL"))\n'
+                    '    open(os.path.join(sys.argv[4], "manifest.json"), "w").write("{}")\n'
+                    '    print("450 entries")\n')
+    fake.chmod(0o755)
+    record = tmp_path / 'calls.jsonl'
+    proc = _prepare(repo, kit, STACK_PY=str(fake), STACK_SITE=str(tmp_path / 'site'),
+                    RECORD=str(record))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert calls[0][:2] == ['-m', 'pip'] and str(tmp_path / 'site') in calls[0]
+    assert calls[1][:3] == ['-m', 'mmdcn_plugin.ops.backends.triton.precompile', '--out']
+    listing = subprocess.run(['tar', '-tJf', str(repo / '.gpu-kit' / 'triton-cache.tar.xz')],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert './KERNEL/' in listing and './manifest.json' in listing
+    assert '450 entries' in proc.stdout and 'Triton cache: .gpu-kit' in proc.stdout
+    proc = _prepare(repo, kit, STACK_PY=str(fake), STACK_SITE=str(tmp_path / 'site'),
+                    RECORD=str(record), FAIL='1')
+    assert proc.returncode == 2 and 'boom' in proc.stdout
+    assert 'precompile failed (.gpu-kit/precompile.log): no Triton cache' in proc.stdout
+    assert not (repo / '.gpu-kit' / 'triton-cache.tar.xz').exists()
+
+
 def test_a_stopped_op_benchmark_keeps_the_shapes_it_measured(tmp_path):
     """tools/benchmark.py ops saves results.json after every shape; when the step runs
     out of time, the report still shows those rows, marked partial."""

@@ -4,8 +4,9 @@
 #     carry: [".gpu-kit"]      timeout_s: 500
 #     command: bash tools/gpu_device_run.sh
 #
-# The copied tree has no .git: write the commit into the kit first,
-#     git rev-parse HEAD > .gpu-kit/COMMIT   (or set MMDCN_GIT_COMMIT in the command).
+# Prepare the kit first, on the CPU machine: `bash tools/gpu_prepare.sh` (the copied
+# tree has no .git, so it writes the commit into .gpu-kit/COMMIT; or set
+# MMDCN_GIT_COMMIT in the command).
 #
 # In one call of at most 8 minutes it installs the GPU kit (.gpu-kit, a copy of
 # ../shared/device), builds this package's C++ extension with the system compiler, loads

@@ -5,10 +5,9 @@
 #     carry: [".gpu-kit"]      timeout_s: 300
 #     command: bash tools/gpu_triton_run.sh
 #
-# Compile its kernels here first, into the kit (docs/gpu/README.md, "Compiled before
-# the call"): with the GPU machine's Triton,
-#     python -m mmdcn_plugin.ops.backends.triton.precompile --out DIR
-#     tar -cJf .gpu-kit/triton-cache.tar.xz -C DIR .
+# Compile its kernels on the CPU machine first, into the kit (docs/gpu/README.md,
+# "Compiled before the call"): `bash tools/gpu_prepare.sh` does, with the GPU machine's
+# Python and Triton, into .gpu-kit/triton-cache.tar.xz.
 #
 # It times the Triton kernels' tile candidates (python -m
 # mmdcn_plugin.ops.backends.triton.tune, into $OUT/triton/tune.json), then each kernel
