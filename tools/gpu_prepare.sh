@@ -70,5 +70,10 @@ if [ "${PIPESTATUS[0]}" != 0 ]; then
     exit 2
 fi
 tail -n 1 .gpu-kit/precompile.log
-tar -cJf .gpu-kit/triton-cache.tar.xz -C "$cache" . && rm -rf "$cache"
+if ! tar -cJf .gpu-kit/triton-cache.tar.xz -C "$cache" .; then
+    rm -f .gpu-kit/triton-cache.tar.xz
+    say "packing $cache into .gpu-kit/triton-cache.tar.xz failed: no Triton cache"
+    exit 2
+fi
+rm -rf "$cache"
 say "Triton cache: .gpu-kit/triton-cache.tar.xz ($(du -h .gpu-kit/triton-cache.tar.xz | cut -f1))"
