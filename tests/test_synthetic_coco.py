@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mmdcn_plugin.synthetic import coco as synthetic_coco
 from mmdcn_plugin.synthetic import (CLASSES, DEFORMATION_LEVELS,
                                     generate_synthetic_coco)
+from mmdcn_plugin.synthetic.annotation import mask_to_annotation
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_TRAIN, NUM_VAL = 6, 3
@@ -144,7 +144,7 @@ def test_mask_to_annotation_bridges_holes_and_drops_specks():
     cv2.circle(mask, (15, 15), 10, 1, -1)
     cv2.circle(mask, (15, 15), 5, 0, -1)  # a ring: the hole must stay empty
     mask[35, 35] = 1  # a speck: not annotated, and not in bbox/area
-    ann = synthetic_coco._mask_to_annotation(mask)
+    ann = mask_to_annotation(mask)
     mask[35, 35] = 0
     assert len(ann['segmentation']) == 1
     assert ann['area'] == mask.sum()
@@ -220,6 +220,22 @@ def test_cli_writes_dataset_and_summary(tmp_path):
     generate_synthetic_coco(tmp_path / 'api', num_train=2, num_val=1, seed=5,
                             deformation='strong', image_size=64, progress=False)
     assert _files(out) == _files(tmp_path / 'api')
+
+
+def test_cli_loads_the_generator_without_torch_or_mmdet():
+    """The tool loads the generator's folder on its own, never the whole package."""
+    code = ('import importlib.util, sys\n'
+            'spec = importlib.util.spec_from_file_location("t", "tools/make_synthetic_coco.py")\n'
+            'tool = importlib.util.module_from_spec(spec)\n'
+            'spec.loader.exec_module(tool)\n'
+            'gen = tool._load_generator()\n'
+            'print(gen.__name__, gen.DEFORMATION_LEVELS == ("none", "moderate", "strong"),\n'
+            '      sorted(m for m in ("torch", "mmdet", "mmcv", "mmdcn_plugin")\n'
+            '             if m in sys.modules))\n')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split(None, 1) == ['_mmdcn_synthetic.coco', 'True []\n']
 
 
 def test_cli_rejects_bad_arguments(tmp_path):

@@ -5,7 +5,8 @@ Example (from the repository root)::
     python tools/make_synthetic_coco.py --out-dir data/synthetic_coco \\
         --num-train 300 --num-val 60 --deformation strong
 
-See ``mmdcn_plugin/synthetic/coco.py`` for what is generated.
+See ``mmdcn_plugin/synthetic/coco.py`` for what is generated (``shapes.py``, ``scene.py``
+and ``annotation.py`` beside it for how).
 """
 import argparse
 import importlib.util
@@ -13,25 +14,30 @@ import os.path as osp
 import sys
 import time
 
-_MODULE_PATH = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                        'mmdcn_plugin', 'synthetic', 'coco.py')
+_PACKAGE_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                        'mmdcn_plugin', 'synthetic')
 
 
 def _load_generator():
     """Return the generator module (``mmdcn_plugin/synthetic/coco.py``).
 
-    Importing ``mmdcn_plugin.synthetic.coco`` would first run
-    ``mmdcn_plugin/__init__.py``, which pulls in torch and mmdet.  The generator
-    itself needs only numpy and OpenCV, so the file next to this tool is loaded
-    directly; this also works when the package is not installed.  The installed
-    package is the fallback for a copy of this script living elsewhere.
+    Importing ``mmdcn_plugin.synthetic`` would first run ``mmdcn_plugin/__init__.py``,
+    which pulls in torch and mmdet.  The generator's folder itself needs only numpy and
+    OpenCV, so it is loaded directly, as a package of its own under a private name (its
+    files import each other relatively); this also works when the package is not
+    installed.  The installed package is the fallback for a copy of this script living
+    elsewhere.
     """
-    if osp.isfile(_MODULE_PATH):
-        spec = importlib.util.spec_from_file_location('_mmdcn_synthetic_coco',
-                                                      _MODULE_PATH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+    init = osp.join(_PACKAGE_DIR, '__init__.py')
+    if osp.isfile(init):
+        name = '_mmdcn_synthetic'
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(
+                name, init, submodule_search_locations=[_PACKAGE_DIR])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[name] = package  # the relative imports look it up there
+            spec.loader.exec_module(package)
+        return sys.modules[name + '.coco']
     from mmdcn_plugin.synthetic import coco
     return coco
 
