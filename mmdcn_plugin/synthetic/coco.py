@@ -43,11 +43,7 @@ _MIN_IMAGE_SIZE = 32
 
 # --------------------------------------------------------------------------
 # Argument validation
-
-
 # --------------------------------------------------------------------------
-
-
 def _check_int(name, value, minimum):
     """Raise ValueError unless ``value`` is an int (not bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -75,11 +71,7 @@ def _check_args(out_dir, num_train, num_val, seed, deformation, image_size):
 
 # --------------------------------------------------------------------------
 # Public entry point
-
-
 # --------------------------------------------------------------------------
-
-
 class _Progress:
     """``generating <split>: i/n`` on stderr.
 

@@ -21,11 +21,7 @@ _PLACEMENT_TRIES = 8
 
 # --------------------------------------------------------------------------
 # Appearance: backgrounds, textures, clutter
-
-
 # --------------------------------------------------------------------------
-
-
 def _smooth_noise(rng, h, w, cells):
     """Low-frequency noise in [0, 1] of shape (h, w)."""
     g = rng.random((cells, cells)).astype(np.float32)
@@ -118,11 +114,7 @@ def _add_clutter(rng, img):
 
 # --------------------------------------------------------------------------
 # One image
-
-
 # --------------------------------------------------------------------------
-
-
 def _place(rng, label, full_areas, alpha_mask, margin, size):
     """Pick a patch offset where the new object hides little of earlier ones.
 

@@ -40,11 +40,7 @@ _SUPERSAMPLE = 3
 
 # --------------------------------------------------------------------------
 # Canonical shapes
-
-
 # --------------------------------------------------------------------------
-
-
 def _regular_star(points, inner):
     """Vertices of a star (or a regular polygon when ``inner`` is None), apex up."""
     if inner is None:
@@ -113,11 +109,7 @@ def _canonical(name):
 
 # --------------------------------------------------------------------------
 # Geometry
-
-
 # --------------------------------------------------------------------------
-
-
 def _project(h, pts):
     """Apply the 3x3 homography ``h`` to (N, 2) points."""
     q = np.c_[pts, np.ones(len(pts))] @ h.T
