@@ -55,7 +55,8 @@ def adapt_for_cpu_distributed(argv):
 
 def run_mmdet_tool(name: str, argv=None) -> int:
     """Run mmdet's ``name`` (``'train.py'``, ``'test.py'``) with ``argv`` (default: this
-    process's arguments)."""
+    process's arguments).  A rank of a CPU-distributed (gloo) run ends here, with exit
+    status 0, once the tool returns (see ``exit_cpu_distributed``)."""
     import mmdcn_plugin  # noqa: F401  (registers the layers; safe checkpoint loading)
     path = mmdet_tool_path(name)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -64,6 +65,8 @@ def run_mmdet_tool(name: str, argv=None) -> int:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main()
+    from mmdcn_plugin.engine import exit_cpu_distributed
+    exit_cpu_distributed()
     return 0
 
 
