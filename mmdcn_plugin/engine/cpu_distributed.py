@@ -55,7 +55,6 @@ def init_cpu_distributed(timeout_s: float = 1800) -> None:
         dist.init_process_group('gloo', timeout=timedelta(seconds=timeout_s))
 
 
-
 def exit_cpu_distributed() -> None:
     """End a rank of a finished gloo run: leave the group together, then exit with 0
     without the interpreter's teardown.  Returns only when no gloo group is set up
@@ -64,12 +63,14 @@ def exit_cpu_distributed() -> None:
     With torch 2.13 (CPU build), a rank that ends through the interpreter's normal
     exit sometimes dies in it with ``terminate called without an active exception``
     (SIGABRT) after all its work is done, and torchrun then reports the whole run as
-    failed.  Measured on 2026-12-06 (2-core EPYC): 10 of 30 runs of two processes that
-    only start a gloo group and all-reduce once, still 4 of 30 with a barrier and
-    ``destroy_process_group`` first, 0 of 30 leaving through ``os._exit`` after them;
-    ``tools/dist_train.sh`` on the quick-start config, 3 of 65.  So after the barrier
-    and ``destroy_process_group``, the ``atexit`` handlers (logging's flush among them)
-    run, the standard streams are flushed, and the process leaves with ``os._exit(0)``.
+    failed.  Measured on 2026-12-06 (2-core EPYC), two processes under torchrun: 10 of
+    30 runs aborted that only start a gloo group and all-reduce once; 7 of 95 that also
+    train a DDP layer and end with a barrier and ``destroy_process_group`` (the 4 aborts
+    traced came after the last line of Python); 0 of 30 of each of these two when
+    leaving through ``os._exit``; ``tools/dist_train.sh`` on the quick-start config,
+    3 of 65 before and 0 of 30 after this function.  So after the barrier and
+    ``destroy_process_group``, the ``atexit`` handlers (logging's flush among them) run,
+    the standard streams are flushed, and the process leaves with ``os._exit(0)``.
     MMEngine closes its log and checkpoint files itself before the tool returns.
     """
     if not (dist.is_available() and dist.is_initialized() and dist.get_backend() == 'gloo'):
