@@ -300,9 +300,10 @@ def test_ops_cli_writes_table_csv_json_png_and_peak_memory(tmp_path):
     rows = json.load(open(tmp_path / 'results.json'))['rows']
     assert {r['candidate'] for r in rows} == {'conv', 'plugin:fast', 'plugin:torch'}
     assert all(r['median_ms'] > 0 for r in rows)
-    # The pure-PyTorch backend materialises the sampled columns: more memory than the conv.
+    # The conv's weight gradient alone is 512*512*9 floats, 9 MiB; the pure-PyTorch
+    # backend also materialises the sampled columns: more memory than the conv.
     peak = {r['candidate']: r['peak_mb'] for r in rows if r['mode'] == 'fwd+bwd'}
-    assert peak['plugin:torch'] > peak['conv'] >= 0, peak
+    assert peak['plugin:torch'] > peak['conv'] >= 9.0, peak
     for name in ('results.csv', 'results.png'):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -199,12 +199,15 @@ def peak_memory_mb(shape_name: str, candidate: str, dtype: str) -> float:
     """MiB that one forward+backward of ``candidate`` adds to this process's peak RSS.
 
     Meant for a fresh process (see :func:`peak_memory_in_child`).  A first call
-    warms up; then the kernel's peak-RSS counter is reset (writing 5 to
+    warms up and its gradients are dropped, so the measured call's own gradients count
+    in its peak; then the kernel's peak-RSS counter is reset (writing 5 to
     /proc/self/clear_refs) so the peak covers the measured call only.
     """
     inputs = make_op_inputs(OP_SHAPES[shape_name], 'cpu', DTYPES[dtype])
     run = op_run(op_candidates()[candidate], inputs, 'fwd+bwd')
     run()
+    for t in inputs:
+        t.grad = None
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
     rss_before = _rss_bytes()
@@ -213,11 +216,20 @@ def peak_memory_mb(shape_name: str, candidate: str, dtype: str) -> float:
 
 
 def peak_memory_in_child(shape_name: str, candidate: str, dtype: str) -> float:
-    """:func:`peak_memory_mb` measured in a fresh Python process."""
+    """:func:`peak_memory_mb` measured in a fresh Python process.
+
+    The child runs with glibc's mmap threshold fixed at 64 KiB, so every tensor-sized
+    block is mapped on allocation and unmapped on free.  With glibc's default (a
+    threshold that rises after the first large free), the warm-up's freed blocks stay
+    resident in the heap and the measured call reuses some of them, so its peak varied
+    from run to run (plugin:torch at c5 read 9.5-76.5 MiB and the conv 0.0, over four
+    fresh processes each; with the fixed threshold, each repeated to within 0.4 MiB).
+    """
     code = ('import json, sys; from mmdcn_plugin.benchmark.ops import peak_memory_mb; '
             'print(json.dumps(peak_memory_mb(*sys.argv[1:])))')
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
     out = subprocess.run([sys.executable, '-c', code, shape_name, candidate, dtype],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
